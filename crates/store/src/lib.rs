@@ -1,0 +1,362 @@
+//! Persistent store of onlineca: user accounts and the record of every issued
+//! certificate, on SQLite or PostgreSQL behind one [`Store`] trait.
+//!
+//! Open a store with [`open`], which picks the backend from the URL and brings the
+//! schema up to date. Times are kept as whole Unix seconds: sub-second parts of the
+//! [`OffsetDateTime`]s handed in are dropped, and the values read back are UTC.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+/// The certificate columns, in the order the INSERTs bind them; a macro so that the
+/// SQL built with `concat!` stays a `&'static str` (what sqlx takes without ceremony).
+macro_rules! cert_columns {
+    () => {
+        "serial, username, subject, auth_method, retriever, spki_sha256, not_before, \
+         not_after, issued_at, client_addr, der, revoked_at, revocation_reason"
+    };
+}
+
+/// The user columns, in the order the INSERTs bind them.
+macro_rules! user_columns {
+    () => {
+        "username, password_hash, disabled, created_at, updated_at"
+    };
+}
+
+mod migrations;
+mod postgres;
+mod rows;
+mod sqlite;
+
+pub use migrations::SCHEMA_VERSION;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Result of every store operation.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A user with this name already exists.
+    #[error("user {0:?} already exists")]
+    UserExists(String),
+    /// No user has this name.
+    #[error("user {0:?} not found")]
+    UserNotFound(String),
+    /// A certificate with this serial is already recorded.
+    #[error("a certificate with serial {0} is already recorded")]
+    DuplicateSerial(String),
+    /// The database could not carry out the operation: connection, I/O, lock
+    /// timeout, pool exhausted or an unexpected database error. Maps to HTTP 503.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The database holds data this program cannot read (bad row data, a damaged
+    /// SQLite file).
+    #[error("corrupt data in store: {0}")]
+    Corrupt(String),
+    /// The database URL or the database itself is not usable as configured (bad
+    /// URL, wrong credentials, missing database, schema newer than this program).
+    #[error("store configuration: {0}")]
+    Config(String),
+}
+
+/// A user account that may obtain certificates with a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// The login name; also what goes into the certificate subject.
+    pub username: String,
+    /// The password hash in PHC string format.
+    pub password_hash: String,
+    /// A disabled user may not obtain certificates by any method.
+    pub disabled: bool,
+    /// When the account was created.
+    pub created_at: OffsetDateTime,
+    /// When the account was last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+// Hand-written so that password hashes never end up in logs.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("disabled", &self.disabled)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// The record of one issued certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCert {
+    /// Lowercase hex of the serial number's bytes; the primary key. The store
+    /// lowercases what it is given.
+    pub serial: String,
+    /// The user the certificate was issued to.
+    pub username: String,
+    /// The certificate's subject DN as text.
+    pub subject: String,
+    /// How the request was authenticated: `"password"`, `"retriever"` or `"renewal"`.
+    pub auth_method: String,
+    /// Subject DN of the retriever, when a retriever asked on the user's behalf.
+    pub retriever: Option<String>,
+    /// Lowercase hex SHA-256 of the certified SubjectPublicKeyInfo.
+    pub spki_sha256: String,
+    /// Start of the validity period.
+    pub not_before: OffsetDateTime,
+    /// End of the validity period.
+    pub not_after: OffsetDateTime,
+    /// When the certificate was issued.
+    pub issued_at: OffsetDateTime,
+    /// Network address of the client that asked, when known.
+    pub client_addr: Option<String>,
+    /// The certificate in DER.
+    pub der: Vec<u8>,
+    /// When the certificate was revoked, if it was.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The CRL reason code of the revocation, if any.
+    pub revocation_reason: Option<i32>,
+}
+
+/// Which issued certificates [`Store::list_issued`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssuedFilter {
+    /// Only this user's certificates.
+    pub username: Option<String>,
+    /// Only certificates issued at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// At most this many certificates (the newest ones).
+    pub limit: Option<u32>,
+}
+
+/// Storage of users and issued certificates.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Adds a user; [`StoreError::UserExists`] if the name is taken.
+    async fn add_user(&self, u: &User) -> Result<()>;
+    /// Replaces a user's password hash; [`StoreError::UserNotFound`] if there is no such user.
+    async fn set_password(&self, username: &str, hash: &str, now: OffsetDateTime) -> Result<()>;
+    /// Enables or disables a user; [`StoreError::UserNotFound`] if there is no such user.
+    async fn set_disabled(&self, username: &str, disabled: bool, now: OffsetDateTime)
+    -> Result<()>;
+    /// Removes a user (their certificate records stay); [`StoreError::UserNotFound`]
+    /// if there is no such user.
+    async fn remove_user(&self, username: &str) -> Result<()>;
+    /// Looks a user up by exact name.
+    async fn get_user(&self, username: &str) -> Result<Option<User>>;
+    /// All users, ordered by name (bytewise).
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// Records an issued certificate. When this returns `Ok` the record is durable
+    /// (committed and synced), so the certificate may be handed out.
+    /// [`StoreError::DuplicateSerial`] if the serial is already recorded.
+    async fn record_issued(&self, c: &IssuedCert) -> Result<()>;
+    /// Looks a certificate record up by serial (hex, any case).
+    async fn get_issued(&self, serial: &str) -> Result<Option<IssuedCert>>;
+    /// Certificate records matching `filter`, newest first (by issue time, then
+    /// serial descending).
+    async fn list_issued(&self, filter: &IssuedFilter) -> Result<Vec<IssuedCert>>;
+    /// How many certificates are recorded.
+    async fn count_issued(&self) -> Result<u64>;
+    /// Checks that the database answers; for health checks.
+    async fn ping(&self) -> Result<()>;
+    /// The schema version the database is at.
+    async fn schema_version(&self) -> Result<i64>;
+    /// Closes the connections, waiting for operations under way; call at shutdown.
+    /// With the built-in backends later calls fail with [`StoreError::Unavailable`].
+    async fn close(&self) {}
+}
+
+/// Opens the store named by `url` and applies any pending schema migrations.
+///
+/// Accepted forms:
+/// - `sqlite:///abs/path.db`, `sqlite://relative.db`, `sqlite:path.db`, or a bare
+///   path ending in `.db`, `.sqlite` or `.sqlite3`: a SQLite file, created (mode
+///   0600) if missing. Paths are taken literally (no percent-decoding, no query).
+/// - `sqlite::memory:`: a private in-memory SQLite database, for tests.
+/// - `postgres://...` or `postgresql://...`: PostgreSQL, with sqlx's URL syntax
+///   (e.g. `?options=-c%20search_path%3Dmyschema`).
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStore::connect(url).await?));
+    }
+    match sqlite_target(url)? {
+        SqliteTarget::Memory => Ok(Arc::new(SqliteStore::open_memory().await?)),
+        SqliteTarget::File(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+    }
+}
+
+/// Where a SQLite URL points.
+#[derive(Debug, PartialEq, Eq)]
+enum SqliteTarget<'a> {
+    Memory,
+    File(&'a str),
+}
+
+/// Parses the SQLite forms [`open`] accepts.
+fn sqlite_target(url: &str) -> Result<SqliteTarget<'_>> {
+    let path = if let Some(rest) = url.strip_prefix("sqlite:") {
+        if rest == ":memory:" || rest == "//:memory:" {
+            return Ok(SqliteTarget::Memory);
+        }
+        // `sqlite:///abs` keeps its leading slash; `sqlite://rel` and `sqlite:rel` are relative.
+        rest.strip_prefix("//").unwrap_or(rest)
+    } else if [".db", ".sqlite", ".sqlite3"]
+        .iter()
+        .any(|ext| url.ends_with(ext))
+        && !url.contains("://")
+    {
+        url
+    } else {
+        // Do not echo the URL: a PostgreSQL-like URL with a typo may hold a password.
+        return Err(StoreError::Config(
+            "unsupported database URL: expected sqlite:PATH, a path ending in .db, \
+             or postgres://..."
+                .into(),
+        ));
+    };
+    if path.is_empty() {
+        return Err(StoreError::Config("SQLite URL without a file path".into()));
+    }
+    if path.contains('?') {
+        return Err(StoreError::Config(format!(
+            "SQLite URL parameters are not supported: {path:?}"
+        )));
+    }
+    Ok(SqliteTarget::File(path))
+}
+
+/// Maps a sqlx error that has no operation-specific meaning.
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    use sqlx::Error as E;
+    match e {
+        E::Configuration(e) => StoreError::Config(e.to_string()),
+        E::Database(db) => map_db_err(db.as_ref()),
+        e @ (E::ColumnDecode { .. }
+        | E::Decode(_)
+        | E::ColumnNotFound(_)
+        | E::ColumnIndexOutOfBounds { .. }
+        | E::TypeNotFound { .. }
+        | E::RowNotFound) => StoreError::Corrupt(e.to_string()),
+        // Io, Tls, Protocol, PoolTimedOut, PoolClosed, WorkerCrashed and the rest:
+        // the store cannot do its job right now.
+        e => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// Maps an error the database itself reported.
+fn map_db_err(db: &dyn sqlx::error::DatabaseError) -> StoreError {
+    let code = db.code();
+    let code = code.as_deref().unwrap_or("");
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLite reports extended result codes; the primary code is the low byte.
+        let primary = code.parse::<i32>().map(|c| c & 0xff).unwrap_or(-1);
+        // SQLITE_CORRUPT (11), SQLITE_NOTADB (26).
+        if primary == 11 || primary == 26 {
+            return StoreError::Corrupt(db.to_string());
+        }
+    } else if code.starts_with("28") || code == "3D000" || code == "3F000" {
+        // PostgreSQL: invalid authorization (28xxx), no such database or schema.
+        return StoreError::Config(db.to_string());
+    }
+    StoreError::Unavailable(db.to_string())
+}
+
+/// Whether `e` is a unique or primary key violation.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// `UserNotFound` when an update or delete touched no row.
+pub(crate) fn found(rows: u64, username: &str) -> Result<()> {
+    if rows == 0 {
+        Err(StoreError::UserNotFound(username.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Converts to the stored representation: whole Unix seconds.
+pub(crate) fn to_secs(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+/// Converts from the stored representation; out-of-range values are corrupt data.
+pub(crate) fn from_secs(column: &str, secs: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|e| StoreError::Corrupt(format!("column {column}: {secs}: {e}")))
+}
+
+/// The `LIMIT` bound for a filter: none is "all rows".
+pub(crate) fn limit_of(filter: &IssuedFilter) -> i64 {
+    filter.limit.map_or(i64::MAX, i64::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_url_forms() {
+        use SqliteTarget::*;
+        let ok = |u| sqlite_target(u).unwrap();
+        assert_eq!(ok("sqlite:///abs/path.db"), File("/abs/path.db"));
+        assert_eq!(ok("sqlite://relative.db"), File("relative.db"));
+        assert_eq!(ok("sqlite:path.db"), File("path.db"));
+        assert_eq!(ok("sqlite:/abs/x"), File("/abs/x"));
+        assert_eq!(
+            ok("/var/lib/onlineca/ca.db"),
+            File("/var/lib/onlineca/ca.db")
+        );
+        assert_eq!(ok("ca.db"), File("ca.db"));
+        assert_eq!(ok("sqlite::memory:"), Memory);
+        for bad in [
+            "sqlite:",
+            "sqlite://",
+            "sqlite:x.db?mode=ro",
+            "mysql://u:p@h/x",
+            "ca.txt",
+            "",
+            "http://x/y.db",
+        ] {
+            assert!(
+                matches!(sqlite_target(bad), Err(StoreError::Config(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_url_does_not_echo_secrets() {
+        let Err(e) = sqlite_target("postgress://u:hunter2@h/db") else {
+            panic!("accepted")
+        };
+        assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn user_debug_hides_hash() {
+        let u = User {
+            username: "alice".into(),
+            password_hash: "$argon2id$secret".into(),
+            disabled: false,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert!(!format!("{u:?}").contains("secret"));
+    }
+
+    #[test]
+    fn out_of_range_time_is_corrupt() {
+        assert!(matches!(
+            from_secs("x", i64::MAX),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(from_secs("x", 0).unwrap(), OffsetDateTime::UNIX_EPOCH);
+    }
+}

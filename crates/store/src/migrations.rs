@@ -1,0 +1,211 @@
+//! Schema migrations: an ordered list per backend, applied in one transaction and
+//! tracked in a `schema_version` table (one row per applied migration).
+//!
+//! Hand-rolled because sqlx's `migrate!` needs the `macros` feature. Never edit a
+//! released migration; append a new one and bump [`SCHEMA_VERSION`].
+
+use sqlx::{PgPool, Row, SqlitePool};
+
+use crate::{Result, StoreError, map_err};
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// One step of the schema.
+pub(crate) struct Migration {
+    /// Position in the sequence, from 1 without gaps.
+    pub version: i64,
+    /// What the step does, for the `schema_version` table.
+    pub description: &'static str,
+    /// The statements, run in order.
+    pub statements: &'static [&'static str],
+}
+
+/// SQLite schema. Times are BIGINT Unix seconds, booleans 0/1.
+pub(crate) const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    description: "users and certificates",
+    statements: &[
+        "CREATE TABLE users (
+            username      TEXT    NOT NULL PRIMARY KEY,
+            password_hash TEXT    NOT NULL,
+            disabled      INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+            created_at    BIGINT  NOT NULL,
+            updated_at    BIGINT  NOT NULL
+        )",
+        // No foreign key to users: the record of a certificate outlives its user.
+        "CREATE TABLE certificates (
+            serial            TEXT    NOT NULL PRIMARY KEY,
+            username          TEXT    NOT NULL,
+            subject           TEXT    NOT NULL,
+            auth_method       TEXT    NOT NULL,
+            retriever         TEXT,
+            spki_sha256       TEXT    NOT NULL,
+            not_before        BIGINT  NOT NULL,
+            not_after         BIGINT  NOT NULL,
+            issued_at         BIGINT  NOT NULL,
+            client_addr       TEXT,
+            der               BLOB    NOT NULL,
+            revoked_at        BIGINT,
+            revocation_reason INTEGER
+        )",
+        "CREATE INDEX certificates_username_issued_at ON certificates (username, issued_at)",
+        // For listing everyone's newest certificates without a sort of the whole table.
+        "CREATE INDEX certificates_issued_at ON certificates (issued_at)",
+        "CREATE INDEX certificates_not_after ON certificates (not_after)",
+        "CREATE INDEX certificates_revoked_at ON certificates (revoked_at)",
+    ],
+}];
+
+/// PostgreSQL schema; the same shape as [`SQLITE`].
+pub(crate) const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    description: "users and certificates",
+    statements: &[
+        "CREATE TABLE users (
+            username      TEXT    NOT NULL PRIMARY KEY,
+            password_hash TEXT    NOT NULL,
+            disabled      BOOLEAN NOT NULL DEFAULT FALSE,
+            created_at    BIGINT  NOT NULL,
+            updated_at    BIGINT  NOT NULL
+        )",
+        "CREATE TABLE certificates (
+            serial            TEXT    NOT NULL PRIMARY KEY,
+            username          TEXT    NOT NULL,
+            subject           TEXT    NOT NULL,
+            auth_method       TEXT    NOT NULL,
+            retriever         TEXT,
+            spki_sha256       TEXT    NOT NULL,
+            not_before        BIGINT  NOT NULL,
+            not_after         BIGINT  NOT NULL,
+            issued_at         BIGINT  NOT NULL,
+            client_addr       TEXT,
+            der               BYTEA   NOT NULL,
+            revoked_at        BIGINT,
+            revocation_reason INTEGER
+        )",
+        "CREATE INDEX certificates_username_issued_at ON certificates (username, issued_at)",
+        "CREATE INDEX certificates_issued_at ON certificates (issued_at)",
+        "CREATE INDEX certificates_not_after ON certificates (not_after)",
+        "CREATE INDEX certificates_revoked_at ON certificates (revoked_at)",
+    ],
+}];
+
+const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
+    version     BIGINT NOT NULL PRIMARY KEY,
+    description TEXT   NOT NULL,
+    applied_at  BIGINT NOT NULL
+)";
+/// The version recorded in `schema_version` (0 for an empty database), as `v`.
+pub(crate) const SELECT_VERSION: &str = "SELECT COALESCE(MAX(version), 0) AS v FROM schema_version";
+
+/// Key of the PostgreSQL advisory lock that serialises instances migrating the same
+/// database at once ("onlineca" in ASCII).
+const PG_LOCK_KEY: i64 = 0x6f6e_6c69_6e65_6361;
+
+/// Refuses a database that a newer build has migrated past what this one knows.
+fn check_not_newer(current: i64) -> Result<()> {
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Config(format!(
+            "database schema version {current} is newer than this program supports \
+             ({SCHEMA_VERSION}); upgrade onlineca"
+        )));
+    }
+    Ok(())
+}
+
+fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Brings a SQLite database up to [`SCHEMA_VERSION`]; returns the version it is at.
+pub(crate) async fn migrate_sqlite(pool: &SqlitePool) -> Result<i64> {
+    // IMMEDIATE takes the write lock up front, so two processes opening the same new
+    // file cannot both read version 0 and both apply migration 1.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+    sqlx::query(CREATE_VERSION_TABLE)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let current: i64 = sqlx::query(SELECT_VERSION)
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| r.try_get("v"))
+        .map_err(map_err)?;
+    check_not_newer(current)?;
+    for m in SQLITE.iter().filter(|m| m.version > current) {
+        for stmt in m.statements {
+            sqlx::query(*stmt)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        sqlx::query(
+            "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+        )
+        .bind(m.version)
+        .bind(m.description)
+        .bind(now_secs())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(SCHEMA_VERSION)
+}
+
+/// Brings a PostgreSQL database (the first schema on the search path) up to
+/// [`SCHEMA_VERSION`]; returns the version it is at.
+pub(crate) async fn migrate_postgres(pool: &PgPool) -> Result<i64> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    // Concurrent `CREATE TABLE IF NOT EXISTS` can still fail in PostgreSQL, so take
+    // the lock before touching anything; it is released at commit or rollback.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PG_LOCK_KEY)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    sqlx::query(CREATE_VERSION_TABLE)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let current: i64 = sqlx::query(SELECT_VERSION)
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| r.try_get("v"))
+        .map_err(map_err)?;
+    check_not_newer(current)?;
+    for m in POSTGRES.iter().filter(|m| m.version > current) {
+        for stmt in m.statements {
+            sqlx::query(*stmt)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        sqlx::query(
+            "INSERT INTO schema_version (version, description, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.description)
+        .bind(now_secs())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(SCHEMA_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_lists_are_ordered_and_complete() {
+        for list in [SQLITE, POSTGRES] {
+            let versions: Vec<i64> = list.iter().map(|m| m.version).collect();
+            let expected: Vec<i64> = (1..=SCHEMA_VERSION).collect();
+            assert_eq!(versions, expected);
+        }
+    }
+}

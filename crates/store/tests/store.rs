@@ -1,0 +1,694 @@
+//! One behavioural suite run against real databases: SQLite in a temporary directory
+//! and PostgreSQL (`ONLINECA_TEST_PG_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`), each PostgreSQL test in a schema of its
+//! own that is dropped afterwards. Without a reachable PostgreSQL the PostgreSQL tests
+//! fail when `CI` is set and are skipped (loudly) otherwise.
+
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use onlineca_store::{IssuedCert, IssuedFilter, SCHEMA_VERSION, Store, StoreError, User, open};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A database for one test: its URL and the means to poke at it directly.
+struct Fixture {
+    url: String,
+    /// The SQLite file, for SQLite fixtures.
+    path: Option<PathBuf>,
+}
+
+impl Fixture {
+    async fn open(&self) -> Arc<dyn Store> {
+        open(&self.url).await.expect("open store")
+    }
+
+    /// Runs SQL on a connection of its own, bypassing the store.
+    async fn exec_raw(&self, sql: &str) {
+        let sql = AssertSqlSafe(sql.to_owned());
+        if self.path.is_some() {
+            let mut c = SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        } else {
+            let mut c = PgConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+    }
+
+    /// Runs a query returning one integer, bypassing the store.
+    async fn query_i64(&self, sql: &'static str) -> i64 {
+        if self.path.is_some() {
+            let mut c = SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+        } else {
+            let mut c = PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+        }
+    }
+}
+
+async fn with_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("onlineca.db");
+    test(Fixture {
+        url: format!("sqlite://{}", path.display()),
+        path: Some(path),
+    })
+    .await;
+}
+
+fn random_suffix() -> String {
+    let r = RandomState::new().hash_one((
+        std::process::id(),
+        std::thread::current().id(),
+        std::time::SystemTime::now(),
+    ));
+    format!("{r:016x}")
+}
+
+async fn with_pg<F, Fut>(test: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let base = std::env::var("ONLINECA_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
+    let mut admin =
+        match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&base)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return no_pg(&base, &e.to_string()),
+            Err(_) => return no_pg(&base, "timed out"),
+        };
+    let schema = format!("onlineca_test_{}", random_suffix());
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    // Run the test as a task so that a panic still lets us drop the schema.
+    let outcome = tokio::spawn(test(Fixture { url, path: None })).await;
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// `url` with any password replaced, for messages.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.into(),
+    }
+}
+
+fn no_pg(url: &str, why: &str) {
+    let url = redacted(url);
+    if std::env::var_os("CI").is_some() {
+        panic!("PostgreSQL at {url} is unreachable ({why}) and CI is set");
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIPPING PostgreSQL test: cannot connect to {url}: {why} !!!!!!!!\n\
+         !!!!!!!! (set ONLINECA_TEST_PG_URL, or CI=1 to make this a failure)  !!!!!!!!\n"
+    );
+}
+
+fn user(name: &str) -> User {
+    User {
+        username: name.into(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt${name}"),
+        disabled: false,
+        created_at: datetime!(2026-01-02 03:04:05 UTC),
+        updated_at: datetime!(2026-01-02 03:04:05 UTC),
+    }
+}
+
+fn cert(serial: &str, username: &str, issued_at: OffsetDateTime) -> IssuedCert {
+    IssuedCert {
+        serial: serial.into(),
+        username: username.into(),
+        subject: format!("/O=Example/OU=Users/CN={username}"),
+        auth_method: "password".into(),
+        retriever: None,
+        spki_sha256: "ab".repeat(32),
+        not_before: issued_at - time::Duration::minutes(5),
+        not_after: issued_at + time::Duration::days(1),
+        issued_at,
+        client_addr: Some("192.0.2.7:51234".into()),
+        der: vec![0x30, 0x82, 0x00, 0xff, 0x00, 0x01],
+        revoked_at: None,
+        revocation_reason: None,
+    }
+}
+
+fn serials(v: &[IssuedCert]) -> Vec<&str> {
+    v.iter().map(|c| c.serial.as_str()).collect()
+}
+
+/// The backend-independent tests; each takes a fresh, empty database.
+mod suite {
+    use super::*;
+
+    pub async fn users(fx: Fixture) {
+        let s = fx.open().await;
+        assert_eq!(s.get_user("alice").await.unwrap(), None);
+        let alice = user("alice");
+        s.add_user(&alice).await.unwrap();
+        assert_eq!(s.get_user("alice").await.unwrap(), Some(alice.clone()));
+        // Names are exact: no case folding.
+        assert_eq!(s.get_user("Alice").await.unwrap(), None);
+
+        let mut again = user("alice");
+        again.password_hash = "other".into();
+        match s.add_user(&again).await {
+            Err(StoreError::UserExists(n)) => assert_eq!(n, "alice"),
+            other => panic!("expected UserExists, got {other:?}"),
+        }
+        // The failed insert changed nothing.
+        assert_eq!(s.get_user("alice").await.unwrap(), Some(alice.clone()));
+
+        let t1 = datetime!(2026-02-03 04:05:06 UTC);
+        s.set_password("alice", "newhash", t1).await.unwrap();
+        let a = s.get_user("alice").await.unwrap().unwrap();
+        assert_eq!(a.password_hash, "newhash");
+        assert_eq!(a.updated_at, t1);
+        assert_eq!(a.created_at, alice.created_at);
+        assert!(!a.disabled);
+
+        let t2 = datetime!(2026-02-04 00:00:00 UTC);
+        s.set_disabled("alice", true, t2).await.unwrap();
+        let a = s.get_user("alice").await.unwrap().unwrap();
+        assert!(a.disabled);
+        assert_eq!(a.updated_at, t2);
+        s.set_disabled("alice", false, t2).await.unwrap();
+        assert!(!s.get_user("alice").await.unwrap().unwrap().disabled);
+
+        for name in ["bob", "Zed", "carol"] {
+            s.add_user(&user(name)).await.unwrap();
+        }
+        let names: Vec<String> = s
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
+        assert_eq!(names, ["Zed", "alice", "bob", "carol"], "bytewise order");
+
+        s.remove_user("bob").await.unwrap();
+        assert_eq!(s.get_user("bob").await.unwrap(), None);
+        assert_eq!(s.list_users().await.unwrap().len(), 3);
+        // A removed name can be used again.
+        s.add_user(&user("bob")).await.unwrap();
+    }
+
+    pub async fn missing_user_errors(fx: Fixture) {
+        let s = fx.open().await;
+        let now = OffsetDateTime::now_utc();
+        let nf = |r: onlineca_store::Result<()>| matches!(r, Err(StoreError::UserNotFound(n)) if n == "ghost");
+        assert!(nf(s.set_password("ghost", "h", now).await));
+        assert!(nf(s.set_disabled("ghost", true, now).await));
+        assert!(nf(s.remove_user("ghost").await));
+        s.add_user(&user("ghost")).await.unwrap();
+        s.remove_user("ghost").await.unwrap();
+        assert!(nf(s.remove_user("ghost").await));
+    }
+
+    pub async fn record_and_get(fx: Fixture) {
+        let s = fx.open().await;
+        assert_eq!(s.count_issued().await.unwrap(), 0);
+        assert_eq!(s.get_issued("00ff").await.unwrap(), None);
+
+        let t = datetime!(2026-03-01 12:00:00 UTC);
+        let plain = cert("0a1b2c", "alice", t);
+        s.record_issued(&plain).await.unwrap();
+        assert_eq!(s.get_issued("0a1b2c").await.unwrap(), Some(plain.clone()));
+        // Serials are hex: any case finds it.
+        assert_eq!(s.get_issued("0A1B2C").await.unwrap(), Some(plain.clone()));
+
+        // Every optional field filled, and a large DER.
+        let mut full = cert("7f".repeat(20).as_str(), "bob", t);
+        full.auth_method = "retriever".into();
+        full.retriever = Some("/O=Example/CN=portal.example.org".into());
+        full.client_addr = None;
+        full.der = (0..=255u8).cycle().take(5000).collect();
+        full.revoked_at = Some(t + time::Duration::hours(1));
+        full.revocation_reason = Some(4);
+        s.record_issued(&full).await.unwrap();
+        assert_eq!(
+            s.get_issued(&full.serial).await.unwrap(),
+            Some(full.clone())
+        );
+
+        // A serial given in upper case is stored lowercased.
+        let upper = cert("DEADBEEF", "carol", t);
+        s.record_issued(&upper).await.unwrap();
+        assert_eq!(
+            s.get_issued("deadbeef").await.unwrap().unwrap().serial,
+            "deadbeef"
+        );
+
+        match s.record_issued(&cert("0a1b2c", "mallory", t)).await {
+            Err(StoreError::DuplicateSerial(serial)) => assert_eq!(serial, "0a1b2c"),
+            other => panic!("expected DuplicateSerial, got {other:?}"),
+        }
+        match s.record_issued(&cert("0A1B2C", "mallory", t)).await {
+            Err(StoreError::DuplicateSerial(serial)) => assert_eq!(serial, "0a1b2c"),
+            other => panic!("expected DuplicateSerial, got {other:?}"),
+        }
+        assert_eq!(s.get_issued("0a1b2c").await.unwrap(), Some(plain));
+        assert_eq!(s.count_issued().await.unwrap(), 3);
+    }
+
+    pub async fn list_filters(fx: Fixture) {
+        let s = fx.open().await;
+        let t0 = datetime!(2026-04-01 00:00:00 UTC);
+        let at = |h: i64| t0 + time::Duration::hours(h);
+        // serial, user, hour
+        let rows = [
+            ("01", "alice", 0),
+            ("02", "bob", 1),
+            ("03", "alice", 2),
+            ("04", "alice", 3),
+            ("05", "bob", 3),
+            ("06", "alice", 5),
+            ("07", "carol", 6),
+        ];
+        for (serial, u, h) in rows {
+            s.record_issued(&cert(serial, u, at(h))).await.unwrap();
+        }
+        let list = |f: IssuedFilter| {
+            let s = s.clone();
+            async move { s.list_issued(&f).await.unwrap() }
+        };
+        let all = list(IssuedFilter::default()).await;
+        // Newest first; the tie at hour 3 broken by serial, descending.
+        assert_eq!(serials(&all), ["07", "06", "05", "04", "03", "02", "01"]);
+        assert_eq!(all[1], cert("06", "alice", at(5)));
+
+        let by_user = |u: &str| IssuedFilter {
+            username: Some(u.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serials(&list(by_user("alice")).await),
+            ["06", "04", "03", "01"]
+        );
+        assert_eq!(serials(&list(by_user("bob")).await), ["05", "02"]);
+        assert!(list(by_user("nobody")).await.is_empty());
+        assert!(list(by_user("Alice")).await.is_empty());
+
+        let since3 = IssuedFilter {
+            since: Some(at(3)),
+            ..Default::default()
+        };
+        assert_eq!(
+            serials(&list(since3.clone()).await),
+            ["07", "06", "05", "04"]
+        );
+
+        let alice_since2 = IssuedFilter {
+            username: Some("alice".into()),
+            since: Some(at(2)),
+            limit: None,
+        };
+        assert_eq!(
+            serials(&list(alice_since2.clone()).await),
+            ["06", "04", "03"]
+        );
+        assert_eq!(
+            serials(
+                &list(IssuedFilter {
+                    limit: Some(2),
+                    ..alice_since2
+                })
+                .await
+            ),
+            ["06", "04"]
+        );
+        assert_eq!(
+            serials(
+                &list(IssuedFilter {
+                    limit: Some(3),
+                    ..Default::default()
+                })
+                .await
+            ),
+            ["07", "06", "05"]
+        );
+        assert_eq!(
+            serials(
+                &list(IssuedFilter {
+                    limit: Some(1),
+                    ..since3
+                })
+                .await
+            ),
+            ["07"]
+        );
+        assert!(
+            list(IssuedFilter {
+                limit: Some(0),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
+        assert!(
+            list(IssuedFilter {
+                since: Some(at(7)),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
+        assert_eq!(s.count_issued().await.unwrap(), 7);
+    }
+
+    pub async fn certificates_outlive_users(fx: Fixture) {
+        let s = fx.open().await;
+        s.add_user(&user("dave")).await.unwrap();
+        let c = cert("aa", "dave", datetime!(2026-05-01 00:00 UTC));
+        s.record_issued(&c).await.unwrap();
+        s.remove_user("dave").await.unwrap();
+        assert_eq!(s.get_issued("aa").await.unwrap(), Some(c));
+        // Records need no user at all (e.g. issued before a user was removed).
+        s.record_issued(&cert(
+            "bb",
+            "never-existed",
+            datetime!(2026-05-01 00:00 UTC),
+        ))
+        .await
+        .unwrap();
+    }
+
+    pub async fn times_are_whole_seconds(fx: Fixture) {
+        let s = fx.open().await;
+        let precise = datetime!(2026-06-01 10:20:30.987654321 UTC);
+        let mut u = user("erin");
+        u.created_at = precise;
+        u.updated_at = precise.to_offset(time::macros::offset!(+2));
+        s.add_user(&u).await.unwrap();
+        let got = s.get_user("erin").await.unwrap().unwrap();
+        assert_eq!(got.created_at, datetime!(2026-06-01 10:20:30 UTC));
+        assert_eq!(got.updated_at, datetime!(2026-06-01 10:20:30 UTC));
+        assert!(got.created_at.offset().is_utc());
+        // Before the epoch too.
+        let old = datetime!(1960-01-01 00:00:00 UTC);
+        s.record_issued(&cert("01", "erin", old)).await.unwrap();
+        assert_eq!(s.get_issued("01").await.unwrap().unwrap().issued_at, old);
+    }
+
+    pub async fn reopen_preserves_data(fx: Fixture) {
+        let s = fx.open().await;
+        s.add_user(&user("frank")).await.unwrap();
+        let c = cert("cafe", "frank", datetime!(2026-07-01 00:00 UTC));
+        s.record_issued(&c).await.unwrap();
+        s.close().await;
+        drop(s);
+
+        let s = fx.open().await;
+        assert_eq!(s.get_user("frank").await.unwrap(), Some(user("frank")));
+        assert_eq!(s.get_issued("cafe").await.unwrap(), Some(c));
+        assert_eq!(s.count_issued().await.unwrap(), 1);
+    }
+
+    pub async fn migration_is_idempotent(fx: Fixture) {
+        // Several instances starting at once on an empty database.
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let url = fx.url.clone();
+                tokio::spawn(async move { open(&url).await })
+            })
+            .collect();
+        for o in opens {
+            let s = o.await.unwrap().expect("concurrent open");
+            assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+        }
+        let s = fx.open().await;
+        s.add_user(&user("gina")).await.unwrap();
+        drop(s);
+        let s = fx.open().await;
+        assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+        assert!(s.get_user("gina").await.unwrap().is_some());
+        assert_eq!(
+            fx.query_i64("SELECT COUNT(*) FROM schema_version").await,
+            SCHEMA_VERSION
+        );
+    }
+
+    pub async fn newer_schema_is_refused(fx: Fixture) {
+        drop(fx.open().await);
+        fx.exec_raw(
+            "INSERT INTO schema_version (version, description, applied_at) \
+             VALUES (999, 'from the future', 0)",
+        )
+        .await;
+        match open(&fx.url).await {
+            Err(StoreError::Config(m)) => assert!(m.contains("999"), "{m}"),
+            Err(e) => panic!("expected Config, got {e:?}"),
+            Ok(_) => panic!("opened a database from the future"),
+        }
+    }
+
+    pub async fn bad_row_data_is_corrupt(fx: Fixture) {
+        let s = fx.open().await;
+        s.record_issued(&cert("0bad", "hal", datetime!(2026-08-01 00:00 UTC)))
+            .await
+            .unwrap();
+        s.add_user(&user("hal")).await.unwrap();
+        // Far outside what `time` can represent.
+        fx.exec_raw(
+            "UPDATE certificates SET not_after = 9223372036854775807 WHERE serial = '0bad'",
+        )
+        .await;
+        fx.exec_raw("UPDATE users SET created_at = -9223372036854775807 WHERE username = 'hal'")
+            .await;
+        assert!(matches!(
+            s.get_issued("0bad").await,
+            Err(StoreError::Corrupt(m)) if m.contains("not_after")
+        ));
+        assert!(matches!(
+            s.list_issued(&IssuedFilter::default()).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            s.get_user("hal").await,
+            Err(StoreError::Corrupt(m)) if m.contains("created_at")
+        ));
+        // The rest keeps working.
+        assert_eq!(s.count_issued().await.unwrap(), 1);
+    }
+
+    pub async fn ping_and_close(fx: Fixture) {
+        let s = fx.open().await;
+        s.ping().await.unwrap();
+        s.close().await;
+        assert!(matches!(s.ping().await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            s.record_issued(&cert("01", "x", OffsetDateTime::now_utc()))
+                .await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            s.get_user("x").await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+
+    pub async fn concurrent_writes(fx: Fixture) {
+        let s = fx.open().await;
+        let t = datetime!(2026-09-01 00:00 UTC);
+        let tasks: Vec<_> = (0..64u32)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.record_issued(&cert(&format!("{i:04x}"), "ivy", t))
+                        .await?;
+                    s.get_issued(&format!("{i:04x}")).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().is_some());
+        }
+        assert_eq!(s.count_issued().await.unwrap(), 64);
+    }
+}
+
+macro_rules! backend_tests {
+    ($runner:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                crate::$runner(crate::suite::$name).await;
+            }
+        )*
+    };
+}
+
+macro_rules! suite_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { backend_tests!(with_sqlite: $($name),*); }
+        mod postgres { backend_tests!(with_pg: $($name),*); }
+    };
+}
+
+suite_tests!(
+    users,
+    missing_user_errors,
+    record_and_get,
+    list_filters,
+    certificates_outlive_users,
+    times_are_whole_seconds,
+    reopen_preserves_data,
+    migration_is_idempotent,
+    newer_schema_is_refused,
+    bad_row_data_is_corrupt,
+    ping_and_close,
+    concurrent_writes,
+);
+
+/// SQLite specifics: file permissions, journal mode, URL forms.
+mod sqlite_only {
+    use super::*;
+
+    #[cfg(unix)]
+    fn mode(p: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn file_is_private() {
+        with_sqlite(|fx| async move {
+            let s = fx.open().await;
+            s.add_user(&user("alice")).await.unwrap();
+            let path = fx.path.clone().unwrap();
+            assert_eq!(mode(&path), 0o600);
+            // The WAL holds the same data: it must be as private.
+            let wal = PathBuf::from(format!("{}-wal", path.display()));
+            assert!(wal.exists(), "no WAL file");
+            assert_eq!(mode(&wal), 0o600);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn wal_mode_is_on() {
+        with_sqlite(|fx| async move {
+            drop(fx.open().await);
+            let mut c = SqliteConnection::connect(&fx.url).await.unwrap();
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn url_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let cases = [
+            (format!("sqlite://{d}/a.db"), "a.db"),
+            (format!("sqlite:{d}/b.db"), "b.db"),
+            (format!("{d}/c.db"), "c.db"),
+            (format!("{d}/d.sqlite3"), "d.sqlite3"),
+        ];
+        for (url, file) in cases {
+            let s = open(&url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+            s.add_user(&user("u")).await.unwrap();
+            s.close().await;
+            assert!(dir.path().join(file).exists(), "{url}");
+            // Reopening through another form reaches the same file.
+            let s = open(&format!("sqlite://{d}/{file}")).await.unwrap();
+            assert!(s.get_user("u").await.unwrap().is_some(), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_store_works() {
+        let s = open("sqlite::memory:").await.unwrap();
+        s.add_user(&user("m")).await.unwrap();
+        s.record_issued(&cert("01", "m", OffsetDateTime::now_utc()))
+            .await
+            .unwrap();
+        assert!(s.get_user("m").await.unwrap().is_some());
+        assert_eq!(s.count_issued().await.unwrap(), 1);
+        assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn bad_urls_and_paths_are_config_errors() {
+        for url in [
+            "sqlite:/nonexistent-dir-onlineca/x/ca.db",
+            "mysql://root@localhost/x",
+            "ca.txt",
+            "sqlite:ca.db?mode=rwc",
+        ] {
+            match open(url).await {
+                Err(StoreError::Config(_)) => {}
+                Err(e) => panic!("{url}: expected Config, got {e:?}"),
+                Ok(_) => panic!("{url}: opened"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn not_a_database_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.db");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        match open(&path.display().to_string()).await {
+            Err(StoreError::Corrupt(_)) => {}
+            Err(e) => panic!("unexpected error {e:?}"),
+            Ok(_) => panic!("opened a junk file"),
+        }
+    }
+}
+
+/// PostgreSQL specifics.
+mod postgres_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn bad_url_is_config_error_without_secrets() {
+        match open("postgres://user:hunter2@[bad/db").await {
+            Err(StoreError::Config(m)) => assert!(!m.contains("hunter2"), "{m}"),
+            Err(e) => panic!("expected Config, got {e:?}"),
+            Ok(_) => panic!("opened"),
+        }
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_unavailable() {
+        // Nothing listens on port 1.
+        match open("postgresql://postgres@127.0.0.1:1/test").await {
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("expected Unavailable, got {e:?}"),
+            Ok(_) => panic!("connected to port 1"),
+        }
+    }
+}
