@@ -1,0 +1,214 @@
+//! Turning request credentials into a [`Principal`]: HTTP Basic passwords, with a
+//! per-username lockout after repeated failures.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use onlineca_core::{Principal, password};
+use onlineca_store::Store;
+
+use crate::error::ApiError;
+
+/// Credentials from an `Authorization: Basic` header.
+pub struct BasicCredentials {
+    /// Everything before the first `:` (RFC 7617).
+    pub username: String,
+    /// Everything after it.
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the Basic credentials of a request; `Ok(None)` when there are none.
+pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::MalformedCredentials("Authorization header is not ASCII"))?;
+    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| ApiError::MalformedCredentials("not valid base64"))?;
+    let decoded = String::from_utf8(decoded)
+        .map_err(|_| ApiError::MalformedCredentials("not valid UTF-8"))?;
+    let (username, password) = decoded
+        .split_once(':')
+        .ok_or(ApiError::MalformedCredentials(
+            "no ':' between username and password",
+        ))?;
+    Ok(Some(BasicCredentials {
+        username: username.to_string(),
+        password: password.to_string(),
+    }))
+}
+
+/// Failed-password bookkeeping, per username (existing or not, so that a lockout
+/// reveals nothing about which names exist).
+#[derive(Debug)]
+pub struct Lockout {
+    max_failures: u32,
+    period: Duration,
+    entries: Mutex<HashMap<String, Failures>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+/// Entries kept before stale ones are swept, bounding memory under a spray attack.
+const SWEEP_AT: usize = 10_000;
+
+impl Lockout {
+    /// After `max_failures` failures, a username is refused for `period` after its
+    /// last failure.
+    pub fn new(max_failures: u32, period: Duration) -> Self {
+        Lockout {
+            max_failures,
+            period,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `username` must still wait, if it is locked out at `now`.
+    pub fn check(&self, username: &str, now: Instant) -> Option<Duration> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let f = entries.get(username)?;
+        let until = f.last + self.period;
+        (f.count >= self.max_failures && until > now).then(|| until - now)
+    }
+
+    /// Records a failed password.
+    pub fn fail(&self, username: &str, now: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= SWEEP_AT {
+            let period = self.period;
+            entries.retain(|_, f| f.last + period > now);
+        }
+        let e = entries.entry(username.to_string()).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
+        // Failures older than the period no longer count.
+        if e.last + self.period <= now {
+            e.count = 0;
+        }
+        e.count += 1;
+        e.last = now;
+    }
+
+    /// Forgets the failures of a user who just logged in.
+    pub fn succeed(&self, username: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.remove(username);
+    }
+}
+
+/// Checks a username and password against the store. The argon2 work runs on the
+/// blocking pool; unknown users cost the same time as wrong passwords.
+pub async fn password(
+    store: &Arc<dyn Store>,
+    lockout: &Lockout,
+    creds: BasicCredentials,
+) -> Result<Principal, ApiError> {
+    if let Some(wait) = lockout.check(&creds.username, Instant::now()) {
+        return Err(ApiError::LockedOut(wait));
+    }
+    // A name the subject could never carry cannot be in the store: skip the lookup,
+    // but not the hashing time.
+    let user = if onlineca_core::subject::validate_username(&creds.username).is_ok() {
+        store.get_user(&creds.username).await?
+    } else {
+        None
+    };
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let given = creds.password;
+    let ok = tokio::task::spawn_blocking(move || match stored {
+        Some(hash) => password::verify(&given, &hash),
+        None => {
+            password::verify_dummy(&given);
+            false
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("password check task failed: {e}")))?;
+    match user {
+        Some(u) if ok => {
+            lockout.succeed(&creds.username);
+            if u.disabled {
+                return Err(ApiError::UserDisabled);
+            }
+            Ok(Principal::password(u.username))
+        }
+        _ => {
+            lockout.fail(&creds.username, Instant::now());
+            Err(ApiError::BadCredentials)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(axum::http::header::AUTHORIZATION, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn basic_splits_at_first_colon() {
+        // "testuser:chan:ge me"
+        let h = headers("Basic dGVzdHVzZXI6Y2hhbjpnZSBtZQ==");
+        let c = basic_credentials(&h).unwrap().unwrap();
+        assert_eq!(c.username, "testuser");
+        assert_eq!(c.password, "chan:ge me");
+        assert!(
+            !format!("{c:?}").contains("chan"),
+            "Debug must not show the password"
+        );
+    }
+
+    #[test]
+    fn basic_errors() {
+        assert!(basic_credentials(&HeaderMap::new()).unwrap().is_none());
+        assert!(basic_credentials(&headers("Bearer abc")).unwrap().is_none());
+        assert!(basic_credentials(&headers("Basic !!!")).is_err());
+        // "nocolon"
+        assert!(basic_credentials(&headers("Basic bm9jb2xvbg==")).is_err());
+    }
+
+    #[test]
+    fn lockout_after_max_failures_then_expires() {
+        let l = Lockout::new(3, Duration::from_secs(60));
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            l.fail("bob", t0);
+        }
+        assert!(l.check("bob", t0).is_none());
+        l.fail("bob", t0);
+        assert!(l.check("bob", t0).is_some());
+        assert!(l.check("alice", t0).is_none());
+        assert!(l.check("bob", t0 + Duration::from_secs(61)).is_none());
+        l.succeed("bob");
+        assert!(l.check("bob", t0).is_none());
+    }
+}

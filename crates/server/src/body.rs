@@ -1,0 +1,223 @@
+//! Reading the certificate request out of a request body, in every form the
+//! contract accepts, within the size limit.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::header;
+use onlineca_core::csr;
+
+use crate::error::ApiError;
+
+/// The form field (or multipart part) that carries the CSR.
+pub const CSR_FIELD: &str = "certificate_request";
+/// The optional form field naming the user a retriever asks for.
+pub const USERNAME_FIELD: &str = "username";
+
+/// What a certificate request body carried.
+#[derive(Debug, Default)]
+pub struct CsrBody {
+    /// The CSR, DER.
+    pub der: Vec<u8>,
+    /// A `username` form field, if one was sent.
+    pub username: Option<String>,
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
+
+fn csr_from_text(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| bad("certificate request is not valid UTF-8 text"))?;
+    csr::decode_text(text).map_err(|e| bad(e.to_string()))
+}
+
+/// How much of an oversized body is read and thrown away before answering, so that
+/// the client sees the refusal instead of a reset connection (HTTP/1) or a stream
+/// error (HTTP/2). Past this, the connection is simply closed.
+const DRAIN_FACTOR: usize = 16;
+
+/// A request body read in full, not yet interpreted.
+pub struct RawBody {
+    parts: axum::http::request::Parts,
+    bytes: Result<axum::body::Bytes, ApiError>,
+}
+
+/// Reads the whole body of `req`, at most `limit` bytes. Reading happens before any
+/// other check so that every refusal reaches the client intact; an oversized body is
+/// drained (up to a bound) and kept as an error for [`parse`].
+pub async fn collect(req: Request, limit: usize) -> RawBody {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let drain_cap = limit.saturating_mul(DRAIN_FACTOR);
+    if declared.is_some_and(|len| len > drain_cap as u64) {
+        return RawBody {
+            parts,
+            bytes: Err(ApiError::BodyTooLarge(limit)),
+        };
+    }
+    let bytes = read_bounded(body, limit, drain_cap).await;
+    RawBody { parts, bytes }
+}
+
+async fn read_bounded(
+    mut body: Body,
+    limit: usize,
+    drain_cap: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| bad(format!("could not read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            } else if seen > drain_cap {
+                break;
+            }
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::BodyTooLarge(limit));
+    }
+    Ok(buf.into())
+}
+
+/// Finds the CSR in a collected body, by its Content-Type.
+pub async fn parse(raw: RawBody) -> Result<CsrBody, ApiError> {
+    let RawBody { parts, bytes } = raw;
+    let bytes = bytes?;
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not ASCII)").to_string());
+    let mime = content_type.as_deref().map(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+
+    if mime.as_deref() == Some("multipart/form-data") {
+        return read_multipart(Request::from_parts(parts, Body::from(bytes))).await;
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad("empty request body: expected a certificate request"));
+    }
+    match mime.as_deref() {
+        Some("application/x-www-form-urlencoded") => read_form(&bytes),
+        Some("application/pkcs10") => Ok(CsrBody {
+            // Some clients send PEM under this type; take both.
+            der: if bytes.starts_with(b"-----BEGIN") {
+                csr_from_text(&bytes)?
+            } else {
+                bytes.to_vec()
+            },
+            username: None,
+        }),
+        Some(
+            "application/x-pem-file"
+            | "text/plain"
+            | "application/x-pem"
+            | "application/pem-certificate-chain",
+        ) => Ok(CsrBody {
+            der: csr_from_text(&bytes)?,
+            username: None,
+        }),
+        None | Some("") | Some("application/octet-stream") => {
+            // No usable type: tell the forms apart by their first bytes.
+            if bytes.first() == Some(&0x30) {
+                Ok(CsrBody {
+                    der: bytes.to_vec(),
+                    username: None,
+                })
+            } else if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+                Ok(CsrBody {
+                    der: csr_from_text(&bytes)?,
+                    username: None,
+                })
+            } else {
+                read_form(&bytes)
+            }
+        }
+        Some(_) => Err(bad(format!(
+            "unsupported Content-Type {:?}: use application/x-www-form-urlencoded, multipart/form-data, application/pkcs10 or application/x-pem-file",
+            content_type.unwrap_or_default()
+        ))),
+    }
+}
+
+fn read_form(bytes: &[u8]) -> Result<CsrBody, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
+        .map_err(|e| bad(format!("request body is not a valid URL-encoded form: {e}")))?;
+    let mut out = CsrBody::default();
+    let mut csr_text = None;
+    for (k, v) in pairs {
+        match k.as_str() {
+            CSR_FIELD if csr_text.is_some() => {
+                return Err(bad(format!(
+                    "form field '{CSR_FIELD}' given more than once"
+                )));
+            }
+            CSR_FIELD => csr_text = Some(v),
+            USERNAME_FIELD => out.username = Some(v),
+            // Other fields are tolerated: older clients send extras.
+            _ => {}
+        }
+    }
+    let text = csr_text.ok_or_else(|| bad(format!("missing form field '{CSR_FIELD}'")))?;
+    out.der = csr::decode_text(&text).map_err(|e| bad(e.to_string()))?;
+    Ok(out)
+}
+
+async fn read_multipart(req: Request) -> Result<CsrBody, ApiError> {
+    let mut mp = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| bad(format!("malformed multipart body: {}", e.body_text())))?;
+    let mut out = CsrBody::default();
+    let mut found = false;
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(e)),
+        };
+        let name = field.name().unwrap_or("").to_string();
+        match name.as_str() {
+            CSR_FIELD => {
+                if found {
+                    return Err(bad(format!(
+                        "multipart part '{CSR_FIELD}' given more than once"
+                    )));
+                }
+                let data = field.bytes().await.map_err(multipart_error)?;
+                out.der = if data.first() == Some(&0x30) {
+                    data.to_vec()
+                } else {
+                    csr_from_text(&data)?
+                };
+                found = true;
+            }
+            USERNAME_FIELD => {
+                let v = field.text().await.map_err(multipart_error)?;
+                out.username = Some(v);
+            }
+            _ => {}
+        }
+    }
+    if !found {
+        return Err(bad(format!("missing multipart part '{CSR_FIELD}'")));
+    }
+    Ok(out)
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    bad(format!("malformed multipart body: {}", e.body_text()))
+}

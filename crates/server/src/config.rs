@@ -1,0 +1,561 @@
+//! The configuration file (`onlineca.toml`): what it may hold, its defaults, and
+//! loading it with every path made absolute against the file's own directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use onlineca_core::SubjectTemplate;
+use onlineca_core::trustroots::Encoding;
+use serde::Deserialize;
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a wrong type (the message names the key).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml said, with the key and position.
+        message: String,
+    },
+    /// A value is well-formed TOML but not acceptable.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The offending key, dotted.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_prefix() -> String {
+    "/onlineca".into()
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// `[server]`: the listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Mount prefix of the API.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body: usize,
+    /// Longest time one request may take, body upload included.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest time a TLS handshake may take.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// How long in-flight requests may run after a shutdown signal.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Connections served at once; more wait in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+fn default_request_timeout() -> Duration {
+    secs(30)
+}
+fn default_handshake_timeout() -> Duration {
+    secs(10)
+}
+fn default_shutdown_grace() -> Duration {
+    secs(30)
+}
+fn default_max_connections() -> usize {
+    1024
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            prefix: default_prefix(),
+            max_body: default_max_body(),
+            request_timeout: default_request_timeout(),
+            handshake_timeout: default_handshake_timeout(),
+            shutdown_grace: default_shutdown_grace(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// `[tls]`: the server's own certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM: the server certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM private key of the server certificate.
+    pub key: PathBuf,
+}
+
+/// `[ca]`: the issuing CA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// PEM certificate of the issuing CA.
+    pub cert: PathBuf,
+    /// PEM private key of the issuing CA.
+    pub key: PathBuf,
+    /// PEM certificates above the issuing CA (intermediates and root), if any.
+    #[serde(default)]
+    pub chain: Option<PathBuf>,
+}
+
+/// `[certificate]`: the profile of issued certificates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSection {
+    /// Subject template, with `{username}` in exactly one attribute.
+    #[serde(default = "default_subject")]
+    pub subject: String,
+    /// Lifetime of issued certificates.
+    #[serde(default = "default_lifetime", with = "humantime_serde")]
+    pub lifetime: Duration,
+    /// How far notBefore lies in the past.
+    #[serde(default = "default_backdate", with = "humantime_serde")]
+    pub backdate: Duration,
+    /// CRL distribution point URL written into certificates.
+    #[serde(default)]
+    pub crl_url: Option<String>,
+}
+fn default_subject() -> String {
+    "/O=onlineca/OU=Users/CN={username}".into()
+}
+fn default_lifetime() -> Duration {
+    secs(12 * 3600)
+}
+fn default_backdate() -> Duration {
+    secs(300)
+}
+
+impl Default for CertificateSection {
+    fn default() -> Self {
+        CertificateSection {
+            subject: default_subject(),
+            lifetime: default_lifetime(),
+            backdate: default_backdate(),
+            crl_url: None,
+        }
+    }
+}
+
+/// `[auth]`: how requesters prove who they are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Whether HTTP Basic passwords are accepted.
+    #[serde(default = "yes")]
+    pub password: bool,
+    /// The realm named in `WWW-Authenticate`.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Failed passwords for one username before it is locked out for a while.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    /// How long a lockout lasts.
+    #[serde(default = "default_lockout", with = "humantime_serde")]
+    pub lockout: Duration,
+}
+fn yes() -> bool {
+    true
+}
+fn default_realm() -> String {
+    "onlineca".into()
+}
+fn default_max_failures() -> u32 {
+    5
+}
+fn default_lockout() -> Duration {
+    secs(300)
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            password: true,
+            realm: default_realm(),
+            max_failures: default_max_failures(),
+            lockout: default_lockout(),
+        }
+    }
+}
+
+/// `[store]`: where users and issued certificates are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite://file.db` (relative to the config file) or `postgres://...`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+fn default_store_url() -> String {
+    "sqlite://onlineca.db".into()
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            url: default_store_url(),
+        }
+    }
+}
+
+/// `[trustroots]`: what `GET {prefix}/trustroots/` serves.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TrustRootsSection {
+    /// Encoding served by default: `fields` (the seed's) or `files` (deployed clients').
+    #[serde(default)]
+    pub format: Encoding,
+    /// Extra PEM files of CA certificates to publish.
+    #[serde(default)]
+    pub extra: Vec<PathBuf>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[tls]`.
+    pub tls: TlsSection,
+    /// `[ca]`.
+    pub ca: CaSection,
+    /// `[certificate]`.
+    #[serde(default)]
+    pub certificate: CertificateSection,
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// `[store]`.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// `[trustroots]`.
+    #[serde(default)]
+    pub trustroots: TrustRootsSection,
+    /// The file this came from (not a key in it).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration like \"12h\" or \"30s\": {e}"
+            ))
+        })
+    }
+}
+
+impl Config {
+    /// Reads, parses and checks a configuration file; relative paths become absolute
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        cfg.path = path.to_path_buf();
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = std::path::absolute(&base).unwrap_or(base);
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut cfg.tls.cert);
+        abs(&mut cfg.tls.key);
+        abs(&mut cfg.ca.cert);
+        abs(&mut cfg.ca.key);
+        if let Some(c) = cfg.ca.chain.as_mut() {
+            abs(c);
+        }
+        for p in &mut cfg.trustroots.extra {
+            abs(p);
+        }
+        cfg.store.url = absolute_store_url(&cfg.store.url, &base);
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn invalid(&self, key: &'static str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            key,
+            message: message.into(),
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let p = &self.server.prefix;
+        if !p.starts_with('/') || (p.len() > 1 && p.ends_with('/')) || p.contains("//") {
+            return Err(self.invalid(
+                "server.prefix",
+                format!("{p:?} must start with '/' and not end with '/' (like \"/onlineca\")"),
+            ));
+        }
+        if !p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-._~".contains(c))
+        {
+            return Err(self.invalid(
+                "server.prefix",
+                format!("{p:?} has characters not allowed in a path"),
+            ));
+        }
+        if self.server.max_body < 1024 {
+            return Err(self.invalid("server.max_body", "must be at least 1024 bytes"));
+        }
+        if self.server.max_connections == 0 {
+            return Err(self.invalid("server.max_connections", "must be at least 1"));
+        }
+        self.subject_template()
+            .map_err(|e| self.invalid("certificate.subject", e.to_string()))?;
+        if self.certificate.lifetime < Duration::from_secs(60) {
+            return Err(self.invalid("certificate.lifetime", "must be at least one minute"));
+        }
+        if let Some(url) = &self.certificate.crl_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(self.invalid("certificate.crl_url", "must be an http:// or https:// URL"));
+        }
+        if self.auth.realm.contains(['"', '\\']) || self.auth.realm.chars().any(char::is_control) {
+            return Err(self.invalid(
+                "auth.realm",
+                "may not contain quotes, backslashes or control characters",
+            ));
+        }
+        if self.auth.max_failures == 0 {
+            return Err(self.invalid("auth.max_failures", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The parsed subject template.
+    pub fn subject_template(&self) -> Result<SubjectTemplate, onlineca_core::SubjectError> {
+        SubjectTemplate::parse(&self.certificate.subject)
+    }
+
+    /// The effective settings, as `config check` prints them.
+    pub fn summary(&self) -> String {
+        let s = &self.server;
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<28} {v}\n"));
+        line("config", self.path.display().to_string());
+        line("server.listen", s.listen.to_string());
+        line("server.prefix", s.prefix.clone());
+        line("server.max_body", format!("{} bytes", s.max_body));
+        line(
+            "server.request_timeout",
+            humantime::format_duration(s.request_timeout).to_string(),
+        );
+        line(
+            "server.handshake_timeout",
+            humantime::format_duration(s.handshake_timeout).to_string(),
+        );
+        line(
+            "server.shutdown_grace",
+            humantime::format_duration(s.shutdown_grace).to_string(),
+        );
+        line("server.max_connections", s.max_connections.to_string());
+        line("tls.cert", self.tls.cert.display().to_string());
+        line("tls.key", self.tls.key.display().to_string());
+        line("ca.cert", self.ca.cert.display().to_string());
+        line("ca.key", self.ca.key.display().to_string());
+        line(
+            "ca.chain",
+            self.ca
+                .chain
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(none)".into()),
+        );
+        line("certificate.subject", self.certificate.subject.clone());
+        line(
+            "certificate.lifetime",
+            humantime::format_duration(self.certificate.lifetime).to_string(),
+        );
+        line(
+            "certificate.backdate",
+            humantime::format_duration(self.certificate.backdate).to_string(),
+        );
+        line(
+            "certificate.crl_url",
+            self.certificate
+                .crl_url
+                .clone()
+                .unwrap_or_else(|| "(none)".into()),
+        );
+        line("auth.password", self.auth.password.to_string());
+        line("auth.realm", self.auth.realm.clone());
+        line("auth.max_failures", self.auth.max_failures.to_string());
+        line(
+            "auth.lockout",
+            humantime::format_duration(self.auth.lockout).to_string(),
+        );
+        line("store.url", redact_url(&self.store.url));
+        line("trustroots.format", self.trustroots.format.to_string());
+        line(
+            "trustroots.extra",
+            if self.trustroots.extra.is_empty() {
+                "(none)".into()
+            } else {
+                self.trustroots
+                    .extra
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        );
+        out
+    }
+}
+
+/// Makes a relative SQLite path absolute against `base`; other URLs pass through.
+fn absolute_store_url(url: &str, base: &Path) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"));
+    match rest {
+        Some(path) if !path.starts_with('/') => {
+            format!("sqlite://{}", base.join(path).display())
+        }
+        Some(path) => format!("sqlite://{path}"),
+        None if !url.contains("://") => format!("sqlite://{}", base.join(url).display()),
+        None => url.to_string(),
+    }
+}
+
+/// Hides a password in a database URL.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("onlineca.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const MINIMAL: &str = "[tls]\ncert = \"tls/server.pem\"\nkey = \"tls/server.key\"\n[ca]\ncert = \"ca/issuing.pem\"\nkey = \"ca/issuing.key\"\n";
+
+    #[test]
+    fn minimal_file_gets_defaults_and_absolute_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config::load(&write(d.path(), MINIMAL)).unwrap();
+        assert_eq!(cfg.server.prefix, "/onlineca");
+        assert_eq!(cfg.server.max_body, 65536);
+        assert!(cfg.tls.cert.is_absolute());
+        assert_eq!(
+            cfg.store.url,
+            format!(
+                "sqlite://{}/onlineca.db",
+                std::path::absolute(d.path()).unwrap().display()
+            )
+        );
+        assert_eq!(cfg.trustroots.format, Encoding::Fields);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}[server]\nlisten = \"127.0.0.1:1\"\nlsiten = 3\n");
+        let e = Config::load(&write(d.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lsiten"), "{e}");
+        assert!(e.contains("onlineca.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        for (extra, key) in [
+            ("[server]\nprefix = \"onlineca\"\n", "server.prefix"),
+            ("[certificate]\nsubject = \"/O=X\"\n", "certificate.subject"),
+            ("[certificate]\nlifetime = \"twelve\"\n", "lifetime"),
+            ("[trustroots]\nformat = \"xml\"\n", "format"),
+        ] {
+            let e = Config::load(&write(d.path(), &format!("{MINIMAL}{extra}")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn store_urls() {
+        let b = Path::new("/etc/onlineca");
+        assert_eq!(
+            absolute_store_url("sqlite://x.db", b),
+            "sqlite:///etc/onlineca/x.db"
+        );
+        assert_eq!(
+            absolute_store_url("sqlite:///var/x.db", b),
+            "sqlite:///var/x.db"
+        );
+        assert_eq!(absolute_store_url("x.db", b), "sqlite:///etc/onlineca/x.db");
+        assert_eq!(
+            absolute_store_url("postgres://u@h/db", b),
+            "postgres://u@h/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! Every refusal the API can give, and the one place each becomes an HTTP status.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Why a request was not served. The `Display` text is the one-line body the client
+/// sees, except for server-side errors, whose details go only to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No `Authorization` header (or not Basic).
+    #[error("authentication required: send HTTP Basic credentials")]
+    NoCredentials,
+    /// A Basic header that is not `base64(user:password)`.
+    #[error("malformed HTTP Basic credentials: {0}")]
+    MalformedCredentials(&'static str),
+    /// Unknown user or wrong password: one message for both.
+    #[error("invalid username or password")]
+    BadCredentials,
+    /// The account exists, the password was right, but it is disabled.
+    #[error("user account is disabled")]
+    UserDisabled,
+    /// Password authentication is switched off in the configuration.
+    #[error("password authentication is not enabled on this service")]
+    PasswordAuthDisabled,
+    /// Too many failed passwords for this username.
+    #[error("too many failed login attempts for this user; retry after {} seconds", .0.as_secs().max(1))]
+    LockedOut(Duration),
+    /// The request body or its CSR is malformed (the seed's 405 for request-format errors).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is bigger than the configured limit.
+    #[error("request body exceeds the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    /// Wrong HTTP method.
+    #[error("method {method} not allowed here; use {allow}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The method to use.
+        allow: &'static str,
+    },
+    /// No such resource.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The store cannot be reached: nothing was issued.
+    #[error("storage unavailable: {0}")]
+    StoreUnavailable(String),
+    /// Anything else on the server side.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status for this error: the seed's table, extended by the contract.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NoCredentials
+            | ApiError::MalformedCredentials(_)
+            | ApiError::BadCredentials
+            | ApiError::UserDisabled
+            | ApiError::PasswordAuthDisabled => StatusCode::UNAUTHORIZED,
+            ApiError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BadRequest(_)
+            | ApiError::BodyTooLarge(_)
+            | ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The response: status, one-line `text/plain` body, and the headers the status
+    /// calls for. `realm` goes into `WWW-Authenticate`; `request_id` into 5xx bodies.
+    pub fn to_response(&self, realm: &str, request_id: &str) -> Response {
+        let status = self.status();
+        let body = if status.is_server_error() {
+            // Details stay in the log; the client gets something to quote to the operator.
+            match self {
+                ApiError::StoreUnavailable(_) => {
+                    format!(
+                        "service temporarily unavailable (storage); nothing was issued; request id {request_id}\n"
+                    )
+                }
+                _ => format!("internal server error; request id {request_id}\n"),
+            }
+        } else {
+            format!("{self}\n")
+        };
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        match self {
+            ApiError::MethodNotAllowed { allow, .. } => {
+                h.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::LockedOut(wait) => {
+                h.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(wait.as_secs().max(1)),
+                );
+            }
+            ApiError::StoreUnavailable(_) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ if status == StatusCode::UNAUTHORIZED => {
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\""))
+                {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl From<onlineca_store::StoreError> for ApiError {
+    fn from(e: onlineca_store::StoreError) -> Self {
+        match e {
+            onlineca_store::StoreError::Unavailable(m) => ApiError::StoreUnavailable(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

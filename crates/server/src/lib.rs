@@ -1,0 +1,17 @@
+//! The onlineca HTTPS service: configuration, TLS, authentication, the API routes,
+//! and the error-to-status map.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod issuance;
+pub mod routes;
+pub mod serve;
+pub mod state;
+pub mod tls;
+
+pub use config::{Config, ConfigError};
+pub use error::ApiError;
+pub use serve::{bind, serve};
+pub use state::{AppState, StartError};

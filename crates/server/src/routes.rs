@@ -1,0 +1,215 @@
+//! The HTTP API: paths, methods, handlers and the access log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use onlineca_core::trustroots::Encoding;
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+use crate::issuance::{self, IssueRequest};
+use crate::state::AppState;
+use crate::{auth, body};
+
+/// Facts about the connection a request arrived on, set by the accept loop.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The client's certificate chain, as sent (leaf first); empty when none.
+    pub client_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+/// The request id, set by the access-log middleware and quoted in 5xx bodies.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// What a handler tells the access log beyond status and timing.
+#[derive(Debug, Clone, Default)]
+struct LogFields {
+    user: Option<String>,
+    serial: Option<String>,
+    error: Option<String>,
+}
+
+/// The API router, mounted under the configured prefix.
+pub fn router(state: Arc<AppState>) -> Router {
+    let prefix = state.config.server.prefix.trim_end_matches('/').to_string();
+    let mut r = Router::new();
+    // Both spellings of each path answer directly: a redirect would turn a POST into a GET.
+    for path in ["certificate", "certificate/"] {
+        r = r.route(&format!("{prefix}/{path}"), any(certificate));
+    }
+    for path in ["trustroots", "trustroots/"] {
+        r = r.route(&format!("{prefix}/{path}"), any(trustroots));
+    }
+    r.fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), access_log))
+        .with_state(state)
+}
+
+fn fail(state: &AppState, id: &RequestId, user: Option<String>, e: ApiError) -> Response {
+    let mut resp = e.to_response(&state.config.auth.realm, &id.0);
+    resp.extensions_mut().insert(LogFields {
+        user,
+        serial: None,
+        error: Some(e.to_string()),
+    });
+    resp
+}
+
+async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let id = request_id(&req);
+    let now = OffsetDateTime::now_utc();
+    if req.method() != Method::POST {
+        let e = ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow: "POST",
+        };
+        return fail(&state, &id, None, e);
+    }
+    // The body is read first, so that no refusal races an upload still in progress.
+    let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer);
+    let headers = req.headers().clone();
+    let raw = body::collect(req, state.config.server.max_body).await;
+    let creds = match auth::basic_credentials(&headers) {
+        Ok(Some(c)) => c,
+        Ok(None) => return fail(&state, &id, None, ApiError::NoCredentials),
+        Err(e) => return fail(&state, &id, None, e),
+    };
+    let attempted = Some(creds.username.clone());
+    if !state.config.auth.password {
+        return fail(&state, &id, attempted, ApiError::PasswordAuthDisabled);
+    }
+    let principal = match auth::password(&state.store, &state.lockout, creds).await {
+        Ok(p) => p,
+        Err(e) => return fail(&state, &id, attempted, e),
+    };
+    let csr_body = match body::parse(raw).await {
+        Ok(b) => b,
+        Err(e) => return fail(&state, &id, attempted, e),
+    };
+    let issue = IssueRequest {
+        principal,
+        csr_der: csr_body.der,
+        client_addr: peer,
+        lifetime_cap: None,
+        now,
+    };
+    match issuance::issue(&state, issue).await {
+        Ok(issued) => {
+            let mut text = issued.pem.clone();
+            text.push_str(state.ca.chain_pem());
+            let mut resp = plain(StatusCode::OK, text);
+            resp.extensions_mut().insert(LogFields {
+                user: attempted,
+                serial: Some(issued.serial_hex),
+                error: None,
+            });
+            resp
+        }
+        Err(e) => fail(&state, &id, attempted, e),
+    }
+}
+
+async fn trustroots(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let id = request_id(&req);
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let e = ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow: "GET",
+        };
+        return fail(&state, &id, None, e);
+    }
+    let mut enc = state.config.trustroots.format;
+    for (k, v) in form_urlencoded_pairs(req.uri().query().unwrap_or("")) {
+        if k == "format" {
+            match v.parse::<Encoding>() {
+                Ok(e) => enc = e,
+                Err(_) => {
+                    let e = ApiError::BadRequest(format!(
+                        "unknown trust-roots format {v:?}: use format=fields or format=files"
+                    ));
+                    return fail(&state, &id, None, e);
+                }
+            }
+        }
+    }
+    plain(StatusCode::OK, state.trustroots(enc).to_string())
+}
+
+fn form_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(q).unwrap_or_default()
+}
+
+async fn not_found(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let id = request_id(&req);
+    let path = req.uri().path().chars().take(200).collect::<String>();
+    fail(&state, &id, None, ApiError::NotFound(path))
+}
+
+fn plain(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn request_id(req: &Request) -> RequestId {
+    req.extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(|| RequestId("-".into()))
+}
+
+fn new_request_id() -> String {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    // A non-random id would still be an id: ignore a (never seen) RNG failure.
+    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
+    hex::encode(b)
+}
+
+/// One structured line per request: method, path, status, user, serial, duration,
+/// request id, client. Never a credential, never a key.
+async fn access_log(State(_state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = new_request_id();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().chars().take(200).collect::<String>();
+    let client = req
+        .extensions()
+        .get::<ConnInfo>()
+        .map(|c| c.peer.ip().to_string())
+        .unwrap_or_default();
+    let version = format!("{:?}", req.version());
+    let mut resp = next.run(req).await;
+    let fields = resp
+        .extensions_mut()
+        .remove::<LogFields>()
+        .unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let user = fields.user.as_deref().unwrap_or("-");
+    let serial = fields.serial.as_deref().unwrap_or("-");
+    let error = fields.error.as_deref().unwrap_or("");
+    if status >= 500 {
+        tracing::error!(target: "onlineca::access", request_id = %id, %method, %path, status, user, serial, duration_ms, %client, %version, error, "request");
+    } else {
+        tracing::info!(target: "onlineca::access", request_id = %id, %method, %path, status, user, serial, duration_ms, %client, %version, error, "request");
+    }
+    resp
+}

@@ -1,0 +1,172 @@
+//! Everything a request handler needs, loaded once at start-up.
+
+use std::sync::Arc;
+
+use onlineca_core::issuer::pem_certificates;
+use onlineca_core::trustroots::{self, CaEntry, Encoding, TrustBundle};
+use onlineca_core::{IssuingCa, Profile};
+use onlineca_store::Store;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::auth::Lockout;
+use crate::config::Config;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A file named in the configuration could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The issuing CA is unusable.
+    #[error("{path}: {source}")]
+    Ca {
+        /// The CA certificate file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: onlineca_core::IssuerError,
+    },
+    /// A certificate or key is unusable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] onlineca_store::StoreError),
+    /// The listener could not be set up.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared, read-only (or internally synchronised) service state.
+pub struct AppState {
+    /// The configuration in force.
+    pub config: Config,
+    /// The CA that signs user certificates.
+    pub ca: IssuingCa,
+    /// The certificate profile.
+    pub profile: Profile,
+    /// Users and issued certificates.
+    pub store: Arc<dyn Store>,
+    /// Failed-password bookkeeping.
+    pub lockout: Lockout,
+    /// The trust-roots response in each encoding, built once.
+    pub trustroots_fields: String,
+    /// See `trustroots_fields`.
+    pub trustroots_files: String,
+}
+
+/// Reads a file named by the configuration.
+pub fn read(path: &std::path::Path) -> Result<String, StartError> {
+    std::fs::read_to_string(path).map_err(|source| StartError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl AppState {
+    /// Loads the CA, builds the profile and the trust roots, around an open store.
+    pub fn load(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        let chain_pem = match &config.ca.chain {
+            Some(p) => read(p)?,
+            None => String::new(),
+        };
+        let ca = IssuingCa::from_pem(&read(&config.ca.cert)?, &read(&config.ca.key)?, &chain_pem)
+            .map_err(|source| StartError::Ca {
+            path: config.ca.cert.clone(),
+            source,
+        })?;
+        let template = config
+            .subject_template()
+            .map_err(|e| StartError::Invalid(e.to_string()))?;
+        let bundle = trust_bundle(&config, &ca, &chain_pem, &template)?;
+        let profile = Profile {
+            template,
+            lifetime: config.certificate.lifetime,
+            backdate: config.certificate.backdate,
+            crl_url: config.certificate.crl_url.clone(),
+        };
+        Ok(AppState {
+            lockout: Lockout::new(config.auth.max_failures, config.auth.lockout),
+            trustroots_fields: bundle.encode(Encoding::Fields),
+            trustroots_files: bundle.encode(Encoding::Files),
+            config,
+            ca,
+            profile,
+            store,
+        })
+    }
+
+    /// The trust-roots response in `enc`.
+    pub fn trustroots(&self, enc: Encoding) -> &str {
+        match enc {
+            Encoding::Fields => &self.trustroots_fields,
+            Encoding::Files => &self.trustroots_files,
+        }
+    }
+}
+
+/// The published CAs: the issuing CA, the certificates above it, the CAs in the TLS
+/// certificate file, and the operator's extras. Each CA's signing policy names what
+/// it is known to sign: the users' namespace for the issuing CA, and the subjects of
+/// the other known certificates for the rest.
+fn trust_bundle(
+    config: &Config,
+    ca: &IssuingCa,
+    chain_pem: &str,
+    template: &onlineca_core::SubjectTemplate,
+) -> Result<TrustBundle, StartError> {
+    let pems = |text: &str, what: &str| {
+        pem_certificates(text).map_err(|e| StartError::Invalid(format!("{what}: {e}")))
+    };
+    let tls_chain = pems(&read(&config.tls.cert)?, "TLS certificate file")?;
+    let mut known: Vec<Vec<u8>> = vec![ca.cert_der().to_vec()];
+    known.extend(pems(chain_pem, "CA chain")?);
+    known.extend(tls_chain.iter().cloned());
+    for extra in &config.trustroots.extra {
+        known.extend(pems(&read(extra)?, &extra.display().to_string())?);
+    }
+
+    let parsed: Vec<(Vec<u8>, X509Certificate<'_>)> = known
+        .iter()
+        .map(|der| {
+            X509Certificate::from_der(der)
+                .map(|(_, c)| (der.clone(), c))
+                .map_err(|e| {
+                    StartError::Invalid(format!("unreadable certificate in the trust bundle: {e}"))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let user_namespace = trustroots::namespace(&template.fixed_prefix());
+
+    let mut entries = Vec::new();
+    for (der, cert) in &parsed {
+        let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+        if !is_ca {
+            continue;
+        }
+        let mut cond: Vec<String> = Vec::new();
+        if der.as_slice() == ca.cert_der() {
+            cond.push(user_namespace.clone());
+        }
+        for (other_der, other) in &parsed {
+            if other_der != der && other.issuer().as_raw() == cert.subject().as_raw() {
+                let s = trustroots::oneline(other.subject());
+                if !cond.contains(&s) {
+                    cond.push(s);
+                }
+            }
+        }
+        if cond.is_empty() {
+            cond.push("*".into());
+        }
+        entries.push(CaEntry {
+            cert_der: der.clone(),
+            cond_subjects: cond,
+        });
+    }
+    TrustBundle::build(&entries).map_err(|e| StartError::Invalid(format!("trust roots: {e}")))
+}
