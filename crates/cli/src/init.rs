@@ -1,0 +1,262 @@
+//! `onlineca init`: create a CA, its TLS certificate, its configuration and store.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use onlineca_core::IssuingCa;
+use onlineca_core::pki::{self, KeyType, PkiOptions};
+use time::OffsetDateTime;
+
+use crate::files::{create_dir, create_new};
+
+/// Options of `onlineca init`.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Directory to create the CA in (created if missing; must not hold a CA already).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Host names and IP addresses of the server's TLS certificate (repeatable).
+    #[arg(long = "hostname", default_values = ["localhost", "127.0.0.1"])]
+    pub hostnames: Vec<String>,
+    /// Key algorithm: p256, p384, ed25519, rsa2048, rsa3072 or rsa4096.
+    #[arg(long, default_value = "p256")]
+    pub key_type: KeyType,
+    /// Organisation name, in the CA's and the users' subjects.
+    #[arg(long, default_value = "onlineca")]
+    pub org: String,
+    /// Name of the issuing CA (its CN; the root is "<name> Root").
+    #[arg(long, default_value = "onlineca Issuing CA")]
+    pub ca_name: String,
+    /// Root CA lifetime.
+    #[arg(long, default_value = "20y", value_parser = humantime::parse_duration)]
+    pub root_lifetime: Duration,
+    /// Issuing CA lifetime.
+    #[arg(long, default_value = "5y", value_parser = humantime::parse_duration)]
+    pub ca_lifetime: Duration,
+    /// TLS server certificate lifetime.
+    #[arg(long, default_value = "397days", value_parser = humantime::parse_duration)]
+    pub tls_lifetime: Duration,
+    /// Lifetime of the user certificates the CA will issue.
+    #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+    pub cert_lifetime: Duration,
+    /// Address the service will listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: std::net::SocketAddr,
+    /// Use this existing CA certificate (PEM) as the issuing CA instead of creating one.
+    #[arg(long, requires = "import_ca_key")]
+    pub import_ca_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of the imported CA.
+    #[arg(long, requires = "import_ca_cert")]
+    pub import_ca_key: Option<PathBuf>,
+    /// PEM certificates above the imported CA (intermediates, root).
+    #[arg(long, requires = "import_ca_cert")]
+    pub import_ca_chain: Option<PathBuf>,
+}
+
+/// Where `init` put things, relative to the CA directory.
+pub const CONFIG_FILE: &str = "onlineca.toml";
+
+/// Creates the CA. Refuses to touch a directory that already holds one.
+pub async fn run(args: &InitArgs) -> Result<()> {
+    let dir = &args.dir;
+    for existing in [
+        CONFIG_FILE,
+        "ca/issuing.key",
+        "ca/issuing.pem",
+        "onlineca.db",
+    ] {
+        if dir.join(existing).exists() {
+            bail!(
+                "{} already exists: refusing to overwrite an existing CA",
+                dir.join(existing).display()
+            );
+        }
+    }
+    create_dir(dir, 0o755)?;
+    create_dir(&dir.join("ca"), 0o700)?;
+    create_dir(&dir.join("tls"), 0o700)?;
+
+    let opts = PkiOptions {
+        key_type: args.key_type,
+        org: args.org.clone(),
+        ca_name: args.ca_name.clone(),
+        hostnames: args.hostnames.clone(),
+        root_lifetime: args.root_lifetime,
+        ca_lifetime: args.ca_lifetime,
+        tls_lifetime: args.tls_lifetime,
+        now: OffsetDateTime::now_utc(),
+    };
+    let chain_written = match (&args.import_ca_cert, &args.import_ca_key) {
+        (Some(cert), Some(key)) => import(dir, &opts, cert, key, args.import_ca_chain.as_deref())?,
+        _ => {
+            let created = pki::create(&opts).context("creating the CA")?;
+            create_new(
+                &dir.join("ca/root.pem"),
+                created.root.cert_pem.as_bytes(),
+                0o644,
+            )?;
+            create_new(
+                &dir.join("ca/root.key"),
+                created.root.key_pem.as_bytes(),
+                0o600,
+            )?;
+            create_new(
+                &dir.join("ca/issuing.pem"),
+                created.issuing.cert_pem.as_bytes(),
+                0o644,
+            )?;
+            create_new(
+                &dir.join("ca/issuing.key"),
+                created.issuing.key_pem.as_bytes(),
+                0o600,
+            )?;
+            create_new(
+                &dir.join("tls/server.pem"),
+                created.tls.cert_pem.as_bytes(),
+                0o644,
+            )?;
+            create_new(
+                &dir.join("tls/server.key"),
+                created.tls.key_pem.as_bytes(),
+                0o600,
+            )?;
+            true
+        }
+    };
+    let config = config_text(args, chain_written);
+    create_new(&dir.join(CONFIG_FILE), config.as_bytes(), 0o644)?;
+
+    // Open the store once so that it exists, with its schema, before the first serve.
+    let cfg = onlineca_server::Config::load(&dir.join(CONFIG_FILE))?;
+    let store = onlineca_store::open(&cfg.store.url).await?;
+    store.close().await;
+
+    let ca = IssuingCa::from_pem(
+        &std::fs::read_to_string(dir.join("ca/issuing.pem"))?,
+        &std::fs::read_to_string(dir.join("ca/issuing.key"))?,
+        "",
+    )?;
+    eprintln!(
+        "created {} in {}\n  issuing CA: {}\n  configuration: {}",
+        if args.import_ca_cert.is_some() {
+            "a CA (imported)"
+        } else {
+            "a CA"
+        },
+        dir.display(),
+        ca.subject_oneline(),
+        dir.join(CONFIG_FILE).display()
+    );
+    if args.import_ca_cert.is_none() {
+        eprintln!(
+            "  the root key is {}: keep it offline once the CA runs",
+            dir.join("ca/root.key").display()
+        );
+    }
+    Ok(())
+}
+
+fn import(
+    dir: &Path,
+    opts: &PkiOptions,
+    cert: &Path,
+    key: &Path,
+    chain: Option<&Path>,
+) -> Result<bool> {
+    let cert_pem =
+        std::fs::read_to_string(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+    let key_pem =
+        std::fs::read_to_string(key).with_context(|| format!("cannot read {}", key.display()))?;
+    let chain_pem = match chain {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+        None => String::new(),
+    };
+    let ca = IssuingCa::from_pem(&cert_pem, &key_pem, &chain_pem)
+        .with_context(|| format!("cannot use {} as the issuing CA", cert.display()))?;
+    if OffsetDateTime::now_utc() >= ca.not_after() {
+        bail!("the imported CA certificate expired at {}", ca.not_after());
+    }
+    let tls =
+        pki::create_tls_with(opts, &cert_pem, &key_pem).context("creating the TLS certificate")?;
+    // rcgen rebuilds the issuer name; make sure it came out byte-identical, or the TLS
+    // certificate would not chain to the CA clients are told to trust.
+    let tls_der =
+        onlineca_core::issuer::pem_certificates(&tls.cert_pem).map_err(anyhow::Error::msg)?;
+    let issuer_ok = tls_der.first().is_some_and(|d| {
+        use x509_parser::prelude::FromDer;
+        x509_parser::certificate::X509Certificate::from_der(d)
+            .map(|(_, c)| c.issuer().as_raw() == ca.subject_der())
+            .unwrap_or(false)
+    });
+    if !issuer_ok {
+        bail!(
+            "the imported CA's subject name cannot be reproduced exactly for the TLS certificate (repeated or multi-valued attributes); create the TLS certificate elsewhere and set [tls] in the configuration"
+        );
+    }
+    create_new(&dir.join("ca/issuing.pem"), cert_pem.as_bytes(), 0o644)?;
+    create_new(&dir.join("ca/issuing.key"), key_pem.as_bytes(), 0o600)?;
+    if chain.is_some() {
+        create_new(&dir.join("ca/root.pem"), chain_pem.as_bytes(), 0o644)?;
+    }
+    create_new(&dir.join("tls/server.pem"), tls.cert_pem.as_bytes(), 0o644)?;
+    create_new(&dir.join("tls/server.key"), tls.key_pem.as_bytes(), 0o600)?;
+    Ok(chain.is_some())
+}
+
+fn config_text(args: &InitArgs, chain: bool) -> String {
+    let lifetime = humantime::format_duration(args.cert_lifetime);
+    let org = args.org.replace(['/', '"', '\\', '+', '='], "-");
+    let chain_line = if chain {
+        "chain = \"ca/root.pem\"  # certificates above the issuing CA, published as trust roots"
+    } else {
+        "# chain = \"ca/root.pem\"  # certificates above the issuing CA, if any"
+    };
+    format!(
+        r#"# onlineca configuration, written by `onlineca init`.
+# Paths are relative to this file. Check it with: onlineca config check --config <this file>
+# Durations are written like "12h", "30m", "90s", "7days".
+
+[server]
+listen = "{listen}"          # address:port of the HTTPS listener
+prefix = "/onlineca"               # mount prefix: POST {{prefix}}/certificate/, GET {{prefix}}/trustroots/
+max_body = 65536                   # largest request body accepted, bytes
+request_timeout = "30s"            # longest a request may take, upload included
+handshake_timeout = "10s"          # longest a TLS handshake (and request headers) may take
+shutdown_grace = "30s"             # time given to requests in flight on SIGINT/SIGTERM
+max_connections = 1024             # connections served at once
+
+[tls]
+cert = "tls/server.pem"            # the server's certificate (then any intermediates)
+key = "tls/server.key"
+
+[ca]
+cert = "ca/issuing.pem"            # the CA that signs user certificates
+key = "ca/issuing.key"
+{chain_line}
+
+[certificate]
+subject = "/O={org}/OU=Users/CN={{username}}"   # {{username}} is the authenticated user
+lifetime = "{lifetime}"                   # lifetime of issued certificates
+backdate = "5m"                    # notBefore this far in the past, for skewed clocks
+# crl_url = "https://ca.example.org/onlineca/crl"   # CRL distribution point, if published
+
+[auth]
+password = true                    # HTTP Basic username + password
+realm = "onlineca"                 # realm in WWW-Authenticate
+max_failures = 5                   # failed passwords before a username is locked out...
+lockout = "5m"                     # ...for this long after the last failure
+
+[store]
+url = "sqlite://onlineca.db"       # or postgres://user@host/db when instances share the work
+
+[trustroots]
+format = "fields"                  # "fields" (TRUSTED_CERTS + FILEDATA_, the seed's) or "files" (deployed clients')
+extra = []                         # more PEM files of CA certificates to publish
+"#,
+        listen = args.listen,
+    )
+}

@@ -1,0 +1,132 @@
+//! `onlineca user ...`: the accounts that may get certificates by password.
+
+use std::io::BufRead;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use onlineca_core::password;
+use onlineca_store::{Store, StoreError, User};
+use time::OffsetDateTime;
+
+/// Shortest password accepted.
+const MIN_PASSWORD_CHARS: usize = 8;
+
+/// `onlineca user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user (password from a prompt, or stdin with --password-stdin).
+    Add {
+        /// The username: it becomes the CN of the user's certificates.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a user's password.
+    Passwd {
+        /// The username.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user (certificates already issued stay valid until they expire).
+    Remove {
+        /// The username.
+        name: String,
+    },
+    /// List users.
+    List,
+}
+
+fn read_password(from_stdin: bool) -> Result<String> {
+    let pw = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        let a = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let b =
+            rpassword::prompt_password("Password (again): ").context("cannot read the password")?;
+        if a != b {
+            bail!("the passwords do not match");
+        }
+        a
+    };
+    if pw.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("password too short: at least {MIN_PASSWORD_CHARS} characters");
+    }
+    Ok(pw)
+}
+
+/// Runs a user subcommand against the store.
+pub async fn run(
+    cmd: UserCommand,
+    store: &dyn Store,
+    template: &onlineca_core::SubjectTemplate,
+) -> Result<()> {
+    let now = OffsetDateTime::now_utc();
+    match cmd {
+        UserCommand::Add {
+            name,
+            password_stdin,
+        } => {
+            // The name must fit the subject template, not merely be a valid name.
+            template.render(&name)?;
+            if store.get_user(&name).await?.is_some() {
+                bail!("user {name:?} already exists (use 'user passwd' to change the password)");
+            }
+            let pw = read_password(password_stdin)?;
+            let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await??;
+            let user = User {
+                username: name.clone(),
+                password_hash: hash,
+                disabled: false,
+                created_at: now,
+                updated_at: now,
+            };
+            match store.add_user(&user).await {
+                Ok(()) => eprintln!("added user {name:?}"),
+                Err(StoreError::UserExists(_)) => bail!("user {name:?} already exists"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            if store.get_user(&name).await?.is_none() {
+                bail!("no user {name:?}");
+            }
+            let pw = read_password(password_stdin)?;
+            let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await??;
+            store.set_password(&name, &hash, now).await?;
+            eprintln!("password of {name:?} changed");
+        }
+        UserCommand::Remove { name } => match store.remove_user(&name).await {
+            Ok(()) => eprintln!(
+                "removed user {name:?}; certificates already issued stay valid until they expire"
+            ),
+            Err(StoreError::UserNotFound(_)) => bail!("no user {name:?}"),
+            Err(e) => return Err(e.into()),
+        },
+        UserCommand::List => {
+            let users = store.list_users().await?;
+            println!("{:<32} {:<9} CREATED", "USERNAME", "STATUS");
+            for u in users {
+                println!(
+                    "{:<32} {:<9} {}",
+                    u.username,
+                    if u.disabled { "disabled" } else { "active" },
+                    u.created_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,407 @@
+//! Test kit: a real `onlineca` CA in a temporary directory, served on 127.0.0.1 with
+//! real TLS, driven by the real `openssl` and `curl`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+/// The binary under test.
+pub fn onlineca() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_onlineca"))
+}
+
+/// Runs a command, returning its output; panics (with the command) if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command with `input` on stdin.
+pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs a command and insists it succeeded.
+pub fn ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `openssl` with arguments.
+pub fn openssl(args: &[&str]) -> Command {
+    let mut c = Command::new("openssl");
+    c.args(args);
+    c
+}
+
+/// A fresh random password (never a fixed one).
+pub fn random_password() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 18];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// A CA directory with a running server.
+pub struct TestCa {
+    /// Holds everything; removed on drop.
+    pub dir: tempfile::TempDir,
+    /// `DIR/ca`.
+    pub home: PathBuf,
+    /// The configuration file.
+    pub config: PathBuf,
+    /// `https://127.0.0.1:PORT/onlineca`.
+    pub base: String,
+    /// The port.
+    pub port: u16,
+    /// Where the server's stderr (its log) goes.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestCa {
+    /// `onlineca init` with extra arguments, not started.
+    pub fn init(extra: &[&str]) -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("ca");
+        let mut cmd = onlineca();
+        cmd.arg("init").arg("--dir").arg(&home).args(extra);
+        ok(&mut cmd);
+        TestCa {
+            config: home.join("onlineca.toml"),
+            log: dir.path().join("server.log"),
+            home,
+            dir,
+            base: String::new(),
+            port: 0,
+            child: None,
+        }
+    }
+
+    /// A default CA, started.
+    pub fn start_default() -> TestCa {
+        let mut ca = TestCa::init(&[]);
+        ca.start();
+        ca
+    }
+
+    /// Appends TOML to the configuration (before start).
+    pub fn append_config(&self, toml: &str) {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(toml);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Replaces `from` with `to` in the configuration (before start).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(text.contains(from), "config has no {from:?}");
+        std::fs::write(&self.config, text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// Starts `onlineca serve` on a free port and waits for its URL line.
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let mut child = onlineca()
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "server did not start; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                )
+            });
+        let url = line
+            .strip_prefix("onlineca listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        self.port = url
+            .split(':')
+            .nth(2)
+            .and_then(|p| p.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        self.base = url;
+        self.child = Some(child);
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most `limit`).
+    pub fn stop(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe_kill(child.id(), "TERM");
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    }
+
+    /// The process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// The root CA certificate file.
+    pub fn root_pem(&self) -> PathBuf {
+        self.home.join("ca/root.pem")
+    }
+
+    /// Adds a user with a random password, returned.
+    pub fn add_user(&self, name: &str) -> String {
+        let pw = random_password();
+        let out = run_with_stdin(
+            onlineca()
+                .args(["user", "add", name, "--password-stdin", "--config"])
+                .arg(&self.config),
+            format!("{pw}\n").as_bytes(),
+        );
+        assert!(
+            out.status.success(),
+            "user add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pw
+    }
+
+    /// A path inside the temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The server log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `curl` against this server, trusting its root; `-s -S` and status in the
+    /// output's last line via `-w`.
+    pub fn curl(&self, args: &[&str]) -> CurlResult {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-S", "--max-time", "60", "--cacert"])
+            .arg(self.root_pem())
+            .args(["-D", "-", "-o"])
+            .arg(self.path("curl-body"))
+            .args(args);
+        // Each call gets its own body file, so parallel use inside one test is not allowed;
+        // tests are sequential per CA.
+        let out = run(&mut cmd);
+        let headers = String::from_utf8_lossy(&out.stdout).to_string();
+        let body = std::fs::read(self.path("curl-body")).unwrap_or_default();
+        let _ = std::fs::remove_file(self.path("curl-body"));
+        CurlResult::parse(
+            out.status.success(),
+            &headers,
+            body,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// The URL of an API path under the prefix.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path)
+    }
+
+    /// POSTs a PEM CSR file as the deployed clients do (form field) with Basic auth.
+    pub fn post_csr(&self, user: &str, password: &str, csr: &Path) -> CurlResult {
+        let field = format!("certificate_request@{}", csr.display());
+        self.curl(&[
+            "-u",
+            &format!("{user}:{password}"),
+            "--data-urlencode",
+            &field,
+            &self.url("certificate/"),
+        ])
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// The result of a curl call.
+#[derive(Debug)]
+pub struct CurlResult {
+    /// curl exited 0.
+    pub transport_ok: bool,
+    /// Final HTTP status (0 if none).
+    pub status: u16,
+    /// Response headers, lowercase names.
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: Vec<u8>,
+    /// curl's stderr.
+    pub stderr: String,
+}
+
+impl CurlResult {
+    fn parse(transport_ok: bool, headers: &str, body: Vec<u8>, stderr: String) -> Self {
+        // With -D -, every response's header block is printed; keep the last.
+        let block = headers
+            .split("\r\n\r\n")
+            .filter(|b| b.starts_with("HTTP/"))
+            .last()
+            .unwrap_or("");
+        let mut lines = block.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        CurlResult {
+            transport_ok,
+            status,
+            headers,
+            body,
+            stderr,
+        }
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+/// Makes a key and CSR with `openssl req`; returns (key path, csr path).
+/// `newkey` is an `-newkey` argument (`rsa:2048`, `ec`, `ed25519`); for `ec` the
+/// curve comes from `curve`.
+pub fn make_csr(
+    dir: &Path,
+    name: &str,
+    newkey: &str,
+    curve: Option<&str>,
+    subj: &str,
+    extra: &[&str],
+) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let mut cmd = openssl(&["req", "-new", "-newkey", newkey]);
+    if let Some(c) = curve {
+        cmd.args(["-pkeyopt", &format!("ec_paramgen_curve:{c}")]);
+    }
+    cmd.args(["-nodes", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args(["-subj", subj])
+        .args(extra);
+    ok(&mut cmd);
+    (key, csr)
+}
+
+/// Decodes a trust-roots response (either encoding) into a directory.
+pub fn write_trustroots(body: &str, dir: &Path) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut names = Vec::new();
+    for line in body.lines() {
+        let (k, v) = line.split_once('=').unwrap();
+        if k == "TRUSTED_CERTS" {
+            continue;
+        }
+        let name = k.strip_prefix("FILEDATA_").unwrap_or(k);
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && !name.starts_with('.'),
+            "hostile file name {name:?}"
+        );
+        std::fs::write(dir.join(name), b64.decode(v).unwrap()).unwrap();
+        names.push(name.to_string());
+    }
+    names
+}
+
+/// Whether a tool is on PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `openssl x509 -text` of a PEM file.
+pub fn x509_text(pem: &Path) -> String {
+    let out = ok(&mut openssl(&[
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        pem.to_str().unwrap(),
+    ]));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
