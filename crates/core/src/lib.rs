@@ -3,9 +3,10 @@
 //! Everything a certificate authority decides lives here, with no HTTP and no SQL:
 //! checking a certificate signing request ([`csr`]), turning an authenticated identity
 //! into a subject ([`subject`]), the certificate profile and signing ([`profile`],
-//! [`issuer`]), creating a CA ([`pki`]), password hashing ([`password`]) and the
-//! trust-roots bundle ([`trustroots`]). Time is always passed in.
+//! [`issuer`]), revocation lists ([`crl`]), creating a CA ([`pki`]), password hashing
+//! ([`password`]) and the trust-roots bundle ([`trustroots`]). Time is always passed in.
 
+pub mod crl;
 pub mod csr;
 pub mod der;
 pub mod issuer;
