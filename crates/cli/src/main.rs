@@ -1,5 +1,7 @@
-//! The `onlineca` command: create a CA, serve it, manage its users.
+//! The `onlineca` command: create a CA, serve it, manage its users and the
+//! certificates it issued.
 
+mod certs;
 mod files;
 mod init;
 mod users;
@@ -57,6 +59,14 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: users::UserCommand,
+    },
+    /// The issued certificates: list, show, revoke.
+    Cert {
+        /// The configuration file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: certs::CertCommand,
     },
     /// Check the configuration.
     Config {
@@ -129,6 +139,14 @@ async fn run(command: Command) -> Result<()> {
             let template = cfg.subject_template()?;
             let store = onlineca_store::open(&cfg.store.url).await?;
             let r = users::run(command, store.as_ref(), &template).await;
+            store.close().await;
+            r
+        }
+        Command::Cert { config, command } => {
+            let cfg = Config::load(&config_arg(config)?)?;
+            let store = onlineca_store::open(&cfg.store.url).await?;
+            let now = time::OffsetDateTime::now_utc();
+            let r = certs::run(command, store.as_ref(), now, cfg.crl.poll).await;
             store.close().await;
             r
         }

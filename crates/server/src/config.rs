@@ -263,12 +263,15 @@ pub struct Config {
     /// `[trustroots]`.
     #[serde(default)]
     pub trustroots: TrustRootsSection,
+    /// `[crl]`.
+    #[serde(default)]
+    pub crl: crate::crl::CrlSection,
     /// The file this came from (not a key in it).
     #[serde(skip)]
     pub path: PathBuf,
 }
 
-mod humantime_serde {
+pub(crate) mod humantime_serde {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
@@ -371,6 +374,9 @@ impl Config {
         if self.auth.max_failures == 0 {
             return Err(self.invalid("auth.max_failures", "must be at least 1"));
         }
+        if let Some((key, message)) = self.crl.problem() {
+            return Err(self.invalid(key, message));
+        }
         Ok(())
     }
 
@@ -451,6 +457,14 @@ impl Config {
                     .join(", ")
             },
         );
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        out.push_str(&format!(
+            "{:<28} {}\n",
+            "crl.next_update",
+            d(self.crl.next_update)
+        ));
+        out.push_str(&format!("{:<28} {}\n", "crl.refresh", d(self.crl.refresh)));
+        out.push_str(&format!("{:<28} {}\n", "crl.poll", d(self.crl.poll)));
         out
     }
 }
@@ -529,6 +543,8 @@ mod tests {
             ("[certificate]\nsubject = \"/O=X\"\n", "certificate.subject"),
             ("[certificate]\nlifetime = \"twelve\"\n", "lifetime"),
             ("[trustroots]\nformat = \"xml\"\n", "format"),
+            ("[crl]\nrefresh = \"2h\"\n", "crl.refresh"),
+            ("[crl]\npoll = \"1ms\"\n", "crl.poll"),
         ] {
             let e = Config::load(&write(d.path(), &format!("{MINIMAL}{extra}")))
                 .unwrap_err()

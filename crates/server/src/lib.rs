@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod crl;
 pub mod error;
 pub mod issuance;
 pub mod routes;

@@ -10,6 +10,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::auth::Lockout;
 use crate::config::Config;
+use crate::crl::CrlCell;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +54,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Failed-password bookkeeping.
     pub lockout: Lockout,
-    /// The trust-roots response in each encoding, built once.
-    pub trustroots_fields: String,
-    /// See `trustroots_fields`.
-    pub trustroots_files: String,
+    /// The published CRL and the trust-roots responses that carry it, rebuilt
+    /// together when a new CRL is signed.
+    pub crl: CrlCell,
 }
 
 /// Reads a file named by the configuration.
@@ -83,6 +83,8 @@ impl AppState {
             .subject_template()
             .map_err(|e| StartError::Invalid(e.to_string()))?;
         let bundle = trust_bundle(&config, &ca, &chain_pem, &template)?;
+        let issuer_hash = trustroots::cert_subject_hash(ca.cert_der())
+            .map_err(|e| StartError::Invalid(format!("issuing CA: {e}")))?;
         let profile = Profile {
             template,
             lifetime: config.certificate.lifetime,
@@ -91,8 +93,7 @@ impl AppState {
         };
         Ok(AppState {
             lockout: Lockout::new(config.auth.max_failures, config.auth.lockout),
-            trustroots_fields: bundle.encode(Encoding::Fields),
-            trustroots_files: bundle.encode(Encoding::Files),
+            crl: CrlCell::new(bundle, issuer_hash),
             config,
             ca,
             profile,
@@ -100,11 +101,12 @@ impl AppState {
         })
     }
 
-    /// The trust-roots response in `enc`.
-    pub fn trustroots(&self, enc: Encoding) -> &str {
+    /// The trust-roots response in `enc`, with the current CRL.
+    pub fn trustroots(&self, enc: Encoding) -> String {
+        let published = self.crl.current();
         match enc {
-            Encoding::Fields => &self.trustroots_fields,
-            Encoding::Files => &self.trustroots_files,
+            Encoding::Fields => published.trustroots_fields.clone(),
+            Encoding::Files => published.trustroots_files.clone(),
         }
     }
 }
