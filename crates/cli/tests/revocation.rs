@@ -14,7 +14,7 @@ use common::*;
 /// little (the pace is configuration, never asserted).
 fn fast_crl_ca() -> TestCa {
     let mut ca = TestCa::init(&[]);
-    ca.append_config("\n[crl]\nnext_update = \"1h\"\nrefresh = \"30m\"\npoll = \"200ms\"\n");
+    ca.edit_config("poll = \"5s\"", "poll = \"200ms\"");
     ca.start();
     ca
 }
