@@ -15,6 +15,7 @@ use common::*;
 fn fast_crl_ca() -> TestCa {
     let mut ca = TestCa::init(&[]);
     ca.edit_config("poll = \"5s\"", "poll = \"200ms\"");
+    ca.edit_config("# crl_url = ", "crl_url = ");
     ca.start();
     ca
 }
@@ -56,13 +57,20 @@ fn stderr_of(out: &std::process::Output) -> String {
 
 #[test]
 fn revocations_reach_the_crl_openssl_and_the_trust_roots() {
-    let ca = fast_crl_ca();
+    let mut ca = fast_crl_ca();
     let alice_pw = ca.add_user("alice");
     let bob_pw = ca.add_user("bob");
     let (a1, _) = issue(&ca, "alice", &alice_pw, "a1");
     let (a2, _) = issue(&ca, "alice", &alice_pw, "a2");
     let (b1, _) = issue(&ca, "bob", &bob_pw, "b1");
     let (a1_serial, b1_serial) = (cert_serial(&a1), cert_serial(&b1));
+    // The configured distribution point is in what was issued.
+    let text = x509_text(&a1);
+    assert!(
+        text.contains("CRL Distribution Points")
+            && text.contains("URI:https://ca.example.org/onlineca/crl"),
+        "{text}"
+    );
 
     // The CRL: DER by default, PEM on request, the same CRL.
     let der = ca.curl(&[&ca.url("crl")]);
@@ -177,6 +185,14 @@ fn revocations_reach_the_crl_openssl_and_the_trust_roots() {
     assert!(stderr_of(&out).contains("no certificate with serial"));
     let out = ca.cli(&["cert", "revoke", "not-hex"]);
     assert!(stderr_of(&out).contains("not a serial number"));
+
+    // A restarted server (or another instance on the store) continues the numbering.
+    ca.stop(Duration::from_secs(30)).expect("server stops");
+    ca.start();
+    let crl3 = ca.fetch_crl("crl3.pem");
+    assert!(crl_number(&crl3) > n2);
+    let text = crl_text(&crl3);
+    assert!(text.contains(&a1_serial.to_uppercase()) && text.contains(&b1_serial.to_uppercase()));
 }
 
 #[test]
