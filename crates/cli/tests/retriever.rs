@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use onlineca_store::{IssuedCert, Store};
+use onlineca_store::IssuedCert;
 
 /// A CA made with `openssl req -x509`: (certificate, key).
 fn make_ca(dir: &Path, name: &str, subj: &str) -> (PathBuf, PathBuf) {
