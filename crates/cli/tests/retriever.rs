@@ -390,6 +390,20 @@ fn renewal_by_a_valid_certificate_of_this_ca() {
     assert_eq!(rec.auth_method, "renewal");
     assert_eq!(rec.username, "alice");
     assert_eq!(rec.retriever, None);
+    // Both over TLS 1.2 too: a password client without a certificate, and renewal.
+    let field = format!("certificate_request@{}", s.csr.display());
+    let r = s.ca.curl(&[
+        "--tls-max",
+        "1.2",
+        "-u",
+        &format!("alice:{alice_pw}"),
+        "--data-urlencode",
+        &field,
+        &s.ca.url("certificate/"),
+    ]);
+    assert_eq!(r.status, 200, "{} {}", r.text(), r.stderr);
+    let r = post_with_cert(&s.ca, &alice, &["--tls-max", "1.2"], &s.csr);
+    assert_eq!(r.status, 200, "{} {}", r.text(), r.stderr);
     // The renewed certificate renews in turn.
     let r = post_with_cert(&s.ca, &renewed, &[], &s.csr);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -514,7 +528,11 @@ fn retriever_list_and_config_check() {
             "\"lab [0-9]\"]\nlifetime",
             "users: pattern \"lab [0-9]\": character ' ' is not allowed",
         ),
-        ("portal-ca.pem", "missing.pem", "missing.pem"),
+        (
+            "portal-ca.pem",
+            "missing.pem",
+            "auth.retriever_anchors: cannot read",
+        ),
     ] {
         std::fs::write(&s.ca.config, original.replacen(from, to, 1)).unwrap();
         let out = run(onlineca()

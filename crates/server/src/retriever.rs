@@ -19,7 +19,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::client_cert::{anchor, verify_chain};
 use crate::config::{Config, RetrieverEntry};
 use crate::error::ApiError;
-use crate::state::{StartError, read};
+use crate::state::StartError;
 
 /// One allowed-users rule: an exact name, or a glob with `*` (any run of characters)
 /// and `?` (one character).
@@ -173,7 +173,12 @@ impl Retrievers {
     pub fn load(cfg: &Config) -> Result<Self, StartError> {
         let mut anchors = Vec::new();
         for path in &cfg.auth.retriever_anchors {
-            let text = read(path)?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                StartError::Invalid(format!(
+                    "auth.retriever_anchors: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
             let certs = pem_certificates(&text).map_err(|e| {
                 StartError::Invalid(format!("auth.retriever_anchors: {}: {e}", path.display()))
             })?;
