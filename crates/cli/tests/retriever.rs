@@ -316,6 +316,19 @@ fn retrievers_are_judged_by_certificate_subject_and_user_rule() {
         &r,
         "client certificate not verified: it does not chain to a trusted CA",
     );
+    // Authentication comes before the body, as for passwords.
+    let r = s.ca.curl(&[
+        "--cert",
+        forged.0.to_str().unwrap(),
+        "--key",
+        forged.1.to_str().unwrap(),
+        "-u",
+        "alice:x",
+        "--data",
+        "certificate_request=garbage",
+        &s.ca.url("certificate/"),
+    ]);
+    assert_401(&r, "it does not chain to a trusted CA");
     // ... and from an impostor CA that took the trusted CA's name.
     let impostor_ca = make_ca(&dir, "impostor-ca", "/O=Example/CN=Portal CA");
     let forged = make_client(

@@ -97,35 +97,21 @@ pub async fn authenticate(
     };
     let client = &state.client_auth;
     let ours = client.renewal.claims_ours(leaf);
-    if ours && let Some(creds) = basic {
-        return password(state, creds, raw).await;
-    }
-    let basic_user = basic.map(|c| c.username);
-    let body = body::parse(raw)
-        .await
-        .map_err(|e| refuse(basic_user.as_deref(), e))?;
-    let user = match (basic_user, body.username.clone()) {
-        (Some(b), Some(f)) if b != f => {
-            return Err(refuse(
-                Some(&b),
-                ApiError::BadRequest(format!(
-                    "the HTTP Basic username {b:?} and the form field 'username' {f:?} differ"
-                )),
-            ));
-        }
-        (Some(b), _) => Some(b),
-        (None, f) => f,
-    };
-
     if ours {
+        if let Some(creds) = basic {
+            return password(state, creds, raw).await;
+        }
+        let body = body::parse(raw).await.map_err(|e| refuse(None, e))?;
         let principal = client
             .renewal
             .authenticate(state.store.as_ref(), client_certs, now)
             .await
-            .map_err(|e| refuse(user.as_deref(), e))?;
-        if user.as_ref().is_some_and(|u| *u != principal.username) {
+            .map_err(|e| refuse(body.username.as_deref(), e))?;
+        if let Some(named) = body.username.as_deref()
+            && named != principal.username
+        {
             return Err(refuse(
-                user.as_deref(),
+                Some(named),
                 ApiError::RenewalRefused("the form field 'username' names another user"),
             ));
         }
@@ -136,23 +122,17 @@ pub async fn authenticate(
         });
     }
 
-    let Some(user) = user else {
-        // Say "name a user" to an accepted retriever, and why the certificate is
-        // refused to anyone else.
-        return Err(
-            match client.retrievers.authenticate(client_certs, "", now) {
-                Ok(_) | Err(ApiError::RetrieverUserNotAllowed { .. }) => {
-                    refuse(None, ApiError::RetrieverNoUser)
-                }
-                Err(_) => refuse(
-                    None,
-                    ApiError::ClientCertNotVerified(
-                        "it was not issued by this CA (for renewal) and is not a retriever's"
-                            .into(),
-                    ),
-                ),
-            },
-        );
+    // A retriever: the user from the Basic header if there is one (then the body is
+    // read after authentication, as for passwords), else from the form.
+    let (user, pending) = match basic {
+        Some(creds) => (creds.username, Pending::Raw(Box::new(raw))),
+        None => {
+            let body = body::parse(raw).await.map_err(|e| refuse(None, e))?;
+            let Some(user) = body.username.clone() else {
+                return Err(refuse(None, no_user(client, client_certs, now)));
+            };
+            (user, Pending::Parsed(body))
+        }
     };
     let (retriever, subject) = client
         .retrievers
@@ -168,11 +148,48 @@ pub async fn authenticate(
             Err(e) => return Err(refuse(Some(&user), e.into())),
         }
     }
+    let body = match pending {
+        Pending::Parsed(body) => body,
+        Pending::Raw(raw) => body::parse(*raw)
+            .await
+            .map_err(|e| refuse(Some(&user), e))?,
+    };
+    if let Some(named) = body.username.as_deref()
+        && named != user
+    {
+        return Err(refuse(
+            Some(&user),
+            ApiError::BadRequest(format!(
+                "the HTTP Basic username {user:?} and the form field 'username' {named:?} differ"
+            )),
+        ));
+    }
     Ok(Authenticated {
         principal: Principal::retriever(user, subject),
         lifetime_cap,
         body,
     })
+}
+
+/// A body read already, or still to read.
+enum Pending {
+    Raw(Box<RawBody>),
+    Parsed(CsrBody),
+}
+
+/// The refusal for a client certificate that came without a user: "name a user" to
+/// an accepted retriever, and why the certificate is refused to anyone else.
+fn no_user(
+    client: &ClientAuth,
+    client_certs: &[CertificateDer<'static>],
+    now: OffsetDateTime,
+) -> ApiError {
+    match client.retrievers.authenticate(client_certs, "", now) {
+        Ok(_) | Err(ApiError::RetrieverUserNotAllowed { .. }) => ApiError::RetrieverNoUser,
+        Err(_) => ApiError::ClientCertNotVerified(
+            "it was not issued by this CA (for renewal) and is not a retriever's".into(),
+        ),
+    }
 }
 
 /// HTTP Basic username and password; the body is read only after the password.
