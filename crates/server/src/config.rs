@@ -564,6 +564,33 @@ mod tests {
             )
         );
         assert_eq!(cfg.trustroots.format, Encoding::Fields);
+        assert!(cfg.auth.retriever && cfg.auth.renewal && cfg.auth.password);
+        assert!(cfg.retrievers.is_empty());
+    }
+
+    #[test]
+    fn retrievers_are_checked_and_named() {
+        let d = tempfile::tempdir().unwrap();
+        let entry = |users: &str| {
+            format!(
+                "{MINIMAL}[auth]\nretriever_anchors = [\"a.pem\"]\n[[retrievers]]\nsubject = \"/O=X/CN=p\"\nusers = {users}\nlifetime = \"1h\"\n"
+            )
+        };
+        let cfg = Config::load(&write(d.path(), &entry("[\"*\"]"))).unwrap();
+        assert_eq!(cfg.retrievers[0].lifetime, Some(Duration::from_secs(3600)));
+        assert!(cfg.auth.retriever_anchors[0].is_absolute());
+        let e = Config::load(&write(d.path(), &entry("[\"a\", \"b/c\"]")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("retrievers: entry 1 (\"/O=X/CN=p\"): users: pattern \"b/c\""),
+            "{e}"
+        );
+        let text = format!("{MINIMAL}[[retrievers]]\nsubject = \"/O=X/CN=p\"\nusers = [\"*\"]\n");
+        let e = Config::load(&write(d.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.retriever_anchors"), "{e}");
     }
 
     #[test]

@@ -11,9 +11,12 @@
 //!    presents its current certificate can still log in). A certificate of this CA
 //!    never acts as a retriever's.
 //! 3. A certificate that names this CA as its issuer, without Basic credentials:
-//!    renewal for the user the certificate was issued to.
+//!    renewal for the user the certificate was issued to (a `username` form field,
+//!    if sent, must name that user).
 //! 4. Any other certificate: a retriever's. The user comes from the Basic username
-//!    (its password is not checked) or the form field `username`; without one, 401.
+//!    (its password is not checked) or the form field `username` (both: they must
+//!    agree); without one, 401. With a Basic header the certificate is judged before
+//!    the body is read, as a password is.
 //!
 //! Disabled users are refused by every route.
 
