@@ -260,6 +260,9 @@ backdate = "5m"                    # notBefore this far in the past, for skewed 
 
 [auth]
 password = true                    # HTTP Basic username + password
+renewal = true                     # a valid certificate of this CA renews itself (mutual TLS, no password)
+retriever = true                   # services listed in [[retrievers]] may ask on their users' behalf
+retriever_anchors = []             # PEM files of the CAs retriever certificates must chain to
 realm = "onlineca"                 # realm in WWW-Authenticate
 max_failures = 5                   # failed passwords before a username is locked out...
 lockout = "5m"                     # ...for this long after the last failure
@@ -270,6 +273,15 @@ url = "sqlite://onlineca.db"       # or postgres://user@host/db when instances s
 [trustroots]
 format = "fields"                  # "fields" (TRUSTED_CERTS + FILEDATA_, the seed's) or "files" (deployed clients')
 extra = []                         # more PEM files of CA certificates to publish
+
+# Trusted retrievers: a portal that authenticated its users itself presents its own
+# client certificate (chaining to [auth] retriever_anchors) and names the user as the
+# HTTP Basic username (the password is not checked) or the form field "username".
+# One block per retriever:
+# [[retrievers]]
+# subject = "/O=Example/OU=Portals/CN=portal.example.org"   # compared on the parsed name
+# users = ["alice", "lab-*"]         # exact names and globs (* and ?), or ["*"] for all
+# lifetime = "1h"                    # optional: shorter certificates for this retriever
 "#,
         listen = args.listen,
     )

@@ -2,6 +2,7 @@
 
 mod files;
 mod init;
+mod retrievers;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +58,14 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: users::UserCommand,
+    },
+    /// Show the trusted retrievers.
+    Retriever {
+        /// The configuration file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: retrievers::RetrieverCommand,
     },
     /// Check the configuration.
     Config {
@@ -131,6 +140,9 @@ async fn run(command: Command) -> Result<()> {
             let r = users::run(command, store.as_ref(), &template).await;
             store.close().await;
             r
+        }
+        Command::Retriever { config, command } => {
+            retrievers::run(command, &Config::load(&config_arg(config)?)?)
         }
         Command::Config {
             command: ConfigCommand::Check { config },

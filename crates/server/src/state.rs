@@ -10,6 +10,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::auth::Lockout;
 use crate::config::Config;
+use crate::credentials::ClientAuth;
+use crate::renewal::Renewal;
+use crate::retriever::Retrievers;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Failed-password bookkeeping.
     pub lockout: Lockout,
+    /// Retrievers and renewal: what client certificates are checked against.
+    pub client_auth: ClientAuth,
     /// The trust-roots response in each encoding, built once.
     pub trustroots_fields: String,
     /// See `trustroots_fields`.
@@ -89,7 +94,12 @@ impl AppState {
             backdate: config.certificate.backdate,
             crl_url: config.certificate.crl_url.clone(),
         };
+        let client_auth = ClientAuth {
+            retrievers: Retrievers::load(&config)?,
+            renewal: Renewal::new(config.auth.renewal, ca.cert_der(), ca.subject_der())?,
+        };
         Ok(AppState {
+            client_auth,
             lockout: Lockout::new(config.auth.max_failures, config.auth.lockout),
             trustroots_fields: bundle.encode(Encoding::Fields),
             trustroots_files: bundle.encode(Encoding::Files),
