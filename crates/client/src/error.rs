@@ -1,0 +1,135 @@
+//! Why a client operation failed, phrased so that a person can act on it.
+
+use std::path::PathBuf;
+
+/// A failure of the client library. Every message says what happened and, where
+/// there is one, what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The service URL is not usable.
+    #[error("service URL {url:?}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No TCP connection could be made.
+    #[error("cannot reach {addr}: {source} (is the URL right and the service running?)")]
+    Unreachable {
+        /// host:port.
+        addr: String,
+        /// The connection error.
+        source: std::io::Error,
+    },
+    /// The service took too long.
+    #[error("no answer from {addr} within {secs} s")]
+    Timeout {
+        /// host:port.
+        addr: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The server's TLS certificate was not trusted.
+    #[error(
+        "TLS: the certificate of {addr} is not trusted by {trust}: {reason}\n  server certificate: {subject}\n  SHA-256 fingerprint: {fingerprint}\n  issued by: {issuer}\n(if the CA really changed, fetch its trust roots again pinned by the fingerprint the operator publishes: onlineca trustroots --fingerprint ...)"
+    )]
+    UntrustedServer {
+        /// host:port.
+        addr: String,
+        /// What the certificate was checked against.
+        trust: String,
+        /// Why it was refused.
+        reason: String,
+        /// Its subject.
+        subject: String,
+        /// Its issuer.
+        issuer: String,
+        /// Its SHA-256 fingerprint.
+        fingerprint: String,
+    },
+    /// The TLS handshake failed for a reason other than trust.
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls {
+        /// host:port.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The HTTP exchange failed.
+    #[error("HTTP exchange with {addr} failed: {reason}")]
+    Http {
+        /// host:port.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The service answered with an error status.
+    #[error("{}", status_message(*.status, .message, .retry_after.as_deref(), .url))]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The server's one-line explanation (sanitised).
+        message: String,
+        /// `Retry-After`, when given.
+        retry_after: Option<String>,
+        /// The URL asked.
+        url: String,
+    },
+    /// The trust roots received are unusable, or do not match the pin.
+    #[error("trust roots: {0}")]
+    TrustRoots(String),
+    /// The certificate received is not what was asked for.
+    #[error("the certificate received was refused: {0}")]
+    Certificate(String),
+    /// A key or certificate could not be made or read.
+    #[error("{0}")]
+    Key(String),
+    /// A local file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ClientError {
+        let path = path.into();
+        move |source| ClientError::Io { path, source }
+    }
+}
+
+fn status_message(status: u16, message: &str, retry_after: Option<&str>, url: &str) -> String {
+    let said = if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    };
+    match status {
+        401 => format!(
+            "refused (401 Unauthorized){said} (check the username and password, or the certificate presented)"
+        ),
+        405 => format!("the service refused the request (405){said}"),
+        429 => {
+            let wait = match retry_after {
+                Some(s) => match s.parse::<u64>() {
+                    Ok(n) => format!("; try again in {n} seconds"),
+                    Err(_) => format!("; try again after {s}"),
+                },
+                None => "; try again later".into(),
+            };
+            format!("too many requests (429){said}{wait}")
+        }
+        404 => format!(
+            "not found (404) at {url}: is the service URL its base, for example https://ca.example.org/onlineca?"
+        ),
+        s if s >= 500 => format!("the service failed ({s}){said}"),
+        s => format!("unexpected answer {s} from {url}{said}"),
+    }
+}
+
+/// Result of the client library.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
