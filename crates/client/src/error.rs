@@ -15,12 +15,12 @@ pub enum ClientError {
         reason: String,
     },
     /// No TCP connection could be made.
-    #[error("cannot reach {addr}: {source} (is the URL right and the service running?)")]
+    #[error("cannot reach {addr}: {error} (is the URL right and the service running?)")]
     Unreachable {
         /// host:port.
         addr: String,
-        /// The connection error.
-        source: std::io::Error,
+        /// The connection error (shown in the message, so not a `source`).
+        error: std::io::Error,
     },
     /// The service took too long.
     #[error("no answer from {addr} within {secs} s")]
@@ -86,19 +86,19 @@ pub enum ClientError {
     #[error("{0}")]
     Key(String),
     /// A local file could not be read or written.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {error}", .path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (shown in the message, so not a `source`).
+        error: std::io::Error,
     },
 }
 
 impl ClientError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ClientError {
         let path = path.into();
-        move |source| ClientError::Io { path, source }
+        move |error| ClientError::Io { path, error }
     }
 }
 

@@ -37,7 +37,7 @@ pub fn stage(dest: &Path, data: &[u8], mode: u32) -> Result<Staged> {
         .file_name()
         .ok_or_else(|| ClientError::Io {
             path: dest.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+            error: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
         })?
         .to_string_lossy()
         .into_owned();

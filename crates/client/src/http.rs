@@ -89,9 +89,9 @@ async fn exchange(
     let config = client_config(verifier.clone(), identity)?;
     let tcp = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
         .await
-        .map_err(|source| ClientError::Unreachable {
+        .map_err(|error| ClientError::Unreachable {
             addr: addr.clone(),
-            source,
+            error,
         })?;
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(endpoint.server_name(), tcp)
