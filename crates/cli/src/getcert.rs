@@ -108,9 +108,7 @@ pub async fn run(args: &GetcertArgs) -> Result<()> {
         bail!("no output: give --cert and --key, --bundle, or --p12");
     }
     if outputs.key.is_none() && outputs.bundle.is_none() && outputs.p12.is_none() {
-        bail!(
-            "--cert alone would lose the private key: add --key (or --bundle, or --p12)"
-        );
+        bail!("--cert alone would lose the private key: add --key (or --bundle, or --p12)");
     }
     if let Some(within) = args.renew_within
         && let Some(not_after) = outputs.existing_not_after()?
