@@ -178,3 +178,37 @@ fn pkcs12_is_read_by_openssl_3_without_legacy_and_by_python_cryptography() {
         "the issuing CA travels along: {out}"
     );
 }
+
+#[test]
+fn renewal_presents_the_current_certificate_and_sends_no_password() {
+    // The CA side of renewal is another issue's; here nginx stands in for it and
+    // echoes what it got, which the client reports as an unexpected answer.
+    if !have_nginx() {
+        return;
+    }
+    let h = Holder::new();
+    let nginx = Nginx::start_with(
+        &h,
+        r#"location /onlineca/certificate/ {
+            default_type text/plain;
+            return 418 "dn=$ssl_client_s_dn authorization=[$http_authorization] method=$request_method type=$content_type\n";
+        }"#,
+    );
+    let base = format!("{}onlineca", nginx.url);
+    let out = run(common::onlineca()
+        .args(["getcert", "--renew", "--url", &base, "--trustroots"])
+        .arg(&h.trust)
+        .arg("--cert")
+        .arg(&h.cert)
+        .arg("--key")
+        .arg(&h.key));
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("unexpected answer 418"), "{all}");
+    assert!(all.contains("dn=CN=alice,OU=Users,"), "{all}");
+    assert!(all.contains("authorization=[]"), "{all}");
+    assert!(
+        all.contains("method=POST type=application/x-www-form-urlencoded"),
+        "{all}"
+    );
+}

@@ -212,6 +212,11 @@ impl Nginx {
     /// host certificate for 127.0.0.1 signed by the CA's root, so that clients
     /// can verify the service with the same trust-roots directory.
     pub fn start(holder: &Holder) -> Nginx {
+        Nginx::start_with(holder, "")
+    }
+
+    /// Like [`Nginx::start`], with more `location` blocks.
+    pub fn start_with(holder: &Holder, locations: &str) -> Nginx {
         let dir = holder.ca.path("nginx");
         for sub in ["", "tmp"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -278,6 +283,7 @@ http {{
             default_type text/plain;
             return 200 "client DN: $ssl_client_s_dn\n";
         }}
+        {locations}
     }}
 }}
 "#,
