@@ -203,12 +203,32 @@ pub async fn get_certificate(
         ))
     })?;
     let summary = CertSummary::of(leaf)?;
+    let key_der = portable_pkcs8(key)?;
     Ok(Issued {
         chain,
         summary,
-        key_pem: key.serialize_pem(),
-        key_der: key.serialize_der(),
+        key_pem: private_key_pem(&key_der),
+        key_der,
     })
+}
+
+/// The key as PKCS#8 that every tool reads. aws-lc writes Ed25519 keys as PKCS#8
+/// v2 (with the public key), which OpenSSL 3.0 refuses ("unsupported"); those are
+/// rewritten as v1.
+fn portable_pkcs8(key: &KeyPair) -> Result<Vec<u8>> {
+    let der = key.serialize_der();
+    if key.algorithm() != &rcgen::PKCS_ED25519 {
+        return Ok(der);
+    }
+    aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&der)
+        .and_then(|k| k.to_pkcs8v1().map_err(Into::into))
+        .map(|doc| doc.as_ref().to_vec())
+        .map_err(|e| ClientError::Key(format!("Ed25519 key: {e}")))
+}
+
+/// PKCS#8 DER as a `PRIVATE KEY` PEM block.
+fn private_key_pem(der: &[u8]) -> String {
+    to_pem(der).replace("CERTIFICATE-----", "PRIVATE KEY-----")
 }
 
 #[cfg(test)]
@@ -224,6 +244,20 @@ mod tests {
             let checked = onlineca_core::csr::check(&der).unwrap();
             assert_eq!(checked.spki_der, key.subject_public_key_info());
         }
+    }
+
+    #[test]
+    fn ed25519_keys_are_written_as_pkcs8_v1() {
+        let key = generate_key(KeyType::Ed25519).unwrap();
+        let der = portable_pkcs8(&key).unwrap();
+        // version 0, then the Ed25519 OID, then the 32-byte seed: 48 bytes.
+        assert_eq!(der.len(), 48);
+        assert_eq!(&der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00]);
+        let back = KeyPair::try_from(der.as_slice()).unwrap();
+        assert_eq!(
+            back.subject_public_key_info(),
+            key.subject_public_key_info()
+        );
     }
 
     #[test]

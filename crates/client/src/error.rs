@@ -31,23 +31,8 @@ pub enum ClientError {
         secs: u64,
     },
     /// The server's TLS certificate was not trusted.
-    #[error(
-        "TLS: the certificate of {addr} is not trusted by {trust}: {reason}\n  server certificate: {subject}\n  SHA-256 fingerprint: {fingerprint}\n  issued by: {issuer}\n(if the CA really changed, fetch its trust roots again pinned by the fingerprint the operator publishes: onlineca trustroots --fingerprint ...)"
-    )]
-    UntrustedServer {
-        /// host:port.
-        addr: String,
-        /// What the certificate was checked against.
-        trust: String,
-        /// Why it was refused.
-        reason: String,
-        /// Its subject.
-        subject: String,
-        /// Its issuer.
-        issuer: String,
-        /// Its SHA-256 fingerprint.
-        fingerprint: String,
-    },
+    #[error("{0}")]
+    UntrustedServer(Box<UntrustedServer>),
     /// The TLS handshake failed for a reason other than trust.
     #[error("TLS handshake with {addr} failed: {reason}")]
     Tls {
@@ -93,6 +78,27 @@ pub enum ClientError {
         /// The error (shown in the message, so not a `source`).
         error: std::io::Error,
     },
+}
+
+/// A server certificate that failed verification: what was seen, so that a person
+/// can compare it with what the operator publishes.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "TLS: the certificate of {addr} is not trusted by {trust}: {reason}\n  server certificate: {subject}\n  SHA-256 fingerprint: {fingerprint}\n  issued by: {issuer}\n(if the CA really changed, fetch its trust roots again pinned by the fingerprint the operator publishes: onlineca trustroots --fingerprint ...)"
+)]
+pub struct UntrustedServer {
+    /// host:port.
+    pub addr: String,
+    /// What the certificate was checked against.
+    pub trust: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// Its subject.
+    pub subject: String,
+    /// Its issuer.
+    pub issuer: String,
+    /// Its SHA-256 fingerprint.
+    pub fingerprint: String,
 }
 
 impl ClientError {

@@ -11,7 +11,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::certs::CertSummary;
 use crate::endpoint::Endpoint;
-use crate::error::{ClientError, Result};
+use crate::error::{ClientError, Result, UntrustedServer};
 use crate::tls::{ClientIdentity, RecordingVerifier, client_config};
 
 /// Largest response body read (trust roots and certificate chains are a few KiB).
@@ -103,14 +103,14 @@ async fn exchange(
                     .first()
                     .map(|c| CertSummary::describe(c))
                     .unwrap_or_default();
-                ClientError::UntrustedServer {
+                ClientError::UntrustedServer(Box::new(UntrustedServer {
                     addr: addr.clone(),
                     trust: trust.to_string(),
                     reason,
                     subject,
                     issuer,
                     fingerprint,
-                }
+                }))
             }
             None => ClientError::Tls {
                 addr: addr.clone(),
