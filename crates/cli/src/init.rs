@@ -26,8 +26,8 @@ pub struct InitArgs {
     /// Organisation name, in the CA's and the users' subjects.
     #[arg(long, default_value = "onlineca")]
     pub org: String,
-    /// Name of the issuing CA (its CN; the root is "<name> Root").
-    #[arg(long, default_value = "onlineca Issuing CA")]
+    /// Name of the CA: the root's CN is "<name> Root CA", the issuing CA's "<name> Issuing CA".
+    #[arg(long, default_value = "onlineca")]
     pub ca_name: String,
     /// Root CA lifetime.
     #[arg(long, default_value = "20y", value_parser = humantime::parse_duration)]
@@ -53,6 +53,20 @@ pub struct InitArgs {
     /// PEM certificates above the imported CA (intermediates, root).
     #[arg(long, requires = "import_ca_cert")]
     pub import_ca_chain: Option<PathBuf>,
+}
+
+impl InitArgs {
+    /// The options `init --dir DIR` would get with every default, as `serve --dir`
+    /// uses on first run.
+    pub fn with_defaults(dir: &Path) -> Result<Self> {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: InitArgs,
+        }
+        let dir = dir.to_str().context("the directory name is not UTF-8")?;
+        Ok(<Only as clap::Parser>::try_parse_from(["init", "--dir", dir])?.args)
+    }
 }
 
 /// Where `init` put things, relative to the CA directory.

@@ -166,21 +166,7 @@ async fn run(command: Command) -> Result<()> {
 async fn quickstart(dir: &Path) -> Result<PathBuf> {
     let config = dir.join(init::CONFIG_FILE);
     if !config.exists() {
-        let args = init::InitArgs {
-            dir: dir.to_path_buf(),
-            hostnames: vec!["localhost".into(), "127.0.0.1".into()],
-            key_type: onlineca_core::pki::KeyType::P256,
-            org: "onlineca".into(),
-            ca_name: "onlineca Issuing CA".into(),
-            root_lifetime: humantime::parse_duration("20y")?,
-            ca_lifetime: humantime::parse_duration("5y")?,
-            tls_lifetime: humantime::parse_duration("397days")?,
-            cert_lifetime: humantime::parse_duration("12h")?,
-            listen: "127.0.0.1:8443".parse()?,
-            import_ca_cert: None,
-            import_ca_key: None,
-            import_ca_chain: None,
-        };
+        let args = init::InitArgs::with_defaults(dir)?;
         init::run(&args).await?;
     }
     Ok(config)

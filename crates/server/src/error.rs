@@ -41,6 +41,9 @@ pub enum ApiError {
         /// The method to use.
         allow: &'static str,
     },
+    /// The request (its upload included) took longer than allowed.
+    #[error("request not completed within {} seconds", .0.as_secs())]
+    Timeout(Duration),
     /// No such resource.
     #[error("not found: {0}")]
     NotFound(String),
@@ -66,6 +69,7 @@ impl ApiError {
             | ApiError::BodyTooLarge(_)
             | ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

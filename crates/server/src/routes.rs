@@ -181,7 +181,7 @@ fn new_request_id() -> String {
 
 /// One structured line per request: method, path, status, user, serial, duration,
 /// request id, client. Never a credential, never a key.
-async fn access_log(State(_state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+async fn access_log(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = new_request_id();
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -193,7 +193,16 @@ async fn access_log(State(_state): State<Arc<AppState>>, mut req: Request, next:
         .map(|c| c.peer.ip().to_string())
         .unwrap_or_default();
     let version = format!("{:?}", req.version());
-    let mut resp = next.run(req).await;
+    let limit = state.config.server.request_timeout;
+    let mut resp = match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => fail(
+            &state,
+            &RequestId(id.clone()),
+            None,
+            ApiError::Timeout(limit),
+        ),
+    };
     let fields = resp
         .extensions_mut()
         .remove::<LogFields>()
