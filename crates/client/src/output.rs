@@ -141,7 +141,12 @@ pub fn p12_not_after(path: &Path, password: &str) -> Result<Option<OffsetDateTim
         Err(e) => return Err(ClientError::io(path)(e)),
     };
     let store = KeyStore::from_pkcs12(&data, password, p12_keystore::Pkcs12ImportPolicy::default())
-        .map_err(|e| ClientError::Key(format!("{}: {e}", path.display())))?;
+        .map_err(|e| {
+            ClientError::Key(format!(
+                "{}: cannot read it with the PKCS#12 password given (wrong password?): {e}",
+                path.display()
+            ))
+        })?;
     let (_, chain) = store
         .private_key_chain()
         .ok_or_else(|| ClientError::Key(format!("{}: no key and certificate", path.display())))?;
