@@ -211,4 +211,25 @@ fn renewal_presents_the_current_certificate_and_sends_no_password() {
         all.contains("method=POST type=application/x-www-form-urlencoded"),
         "{all}"
     );
+
+    // Rotating the key still authenticates with the current certificate, and
+    // leaves the current files alone when the renewal fails.
+    let before = std::fs::read(&h.key).unwrap();
+    let out = run(common::onlineca()
+        .args([
+            "getcert",
+            "--renew",
+            "--rotate-key",
+            "--url",
+            &base,
+            "--trustroots",
+        ])
+        .arg(&h.trust)
+        .arg("--cert")
+        .arg(&h.cert)
+        .arg("--key")
+        .arg(&h.key));
+    let all = text(&out);
+    assert!(all.contains("dn=CN=alice,OU=Users,"), "{all}");
+    assert_eq!(std::fs::read(&h.key).unwrap(), before);
 }

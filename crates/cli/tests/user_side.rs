@@ -353,3 +353,35 @@ fn getcert_errors_say_what_to_do() {
         text(&out)
     );
 }
+
+#[test]
+fn getcert_gives_up_on_a_silent_server() {
+    let (ca, pw, tr) = ca_with_alice();
+    // Accepts TCP connections (the kernel does) but never says anything.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let out = run_with_stdin(
+        onlineca()
+            .args([
+                "getcert",
+                "--password-stdin",
+                "--user",
+                "alice",
+                "--timeout",
+                "1s",
+            ])
+            .args(["--url", &format!("https://127.0.0.1:{port}/onlineca")])
+            .arg("--bundle")
+            .arg(ca.path("b.pem"))
+            .arg("--trustroots")
+            .arg(&tr),
+        format!("{pw}\n").as_bytes(),
+    );
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("no answer from 127.0.0.1:{port}")),
+        "{said}"
+    );
+    drop(silent);
+}

@@ -203,6 +203,15 @@ pub async fn get_certificate(
         ))
     })?;
     let summary = CertSummary::of(leaf)?;
+    if let Credentials::Certificate(id) = credentials {
+        let current = CertSummary::of(id.chain[0].as_ref())?;
+        if current.subject != summary.subject {
+            return Err(ClientError::Certificate(format!(
+                "renewal returned a certificate for {}, not for {}",
+                summary.subject, current.subject
+            )));
+        }
+    }
     let key_der = portable_pkcs8(key)?;
     Ok(Issued {
         chain,

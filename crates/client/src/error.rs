@@ -139,3 +139,40 @@ fn status_message(status: u16, message: &str, retry_after: Option<&str>, url: &s
 
 /// Result of the client library.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, message: &str, retry_after: Option<&str>) -> String {
+        ClientError::Status {
+            status: code,
+            message: message.into(),
+            retry_after: retry_after.map(Into::into),
+            url: "https://ca.example.org/onlineca/certificate/".into(),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn statuses_read_as_advice() {
+        let s = status(429, "user locked out", Some("120"));
+        assert!(
+            s.contains("user locked out") && s.contains("try again in 120 seconds"),
+            "{s}"
+        );
+        let s = status(429, "slow down", Some("Wed, 21 Oct 2026 07:28:00 GMT"));
+        assert!(s.contains("try again after Wed, 21 Oct"), "{s}");
+        let s = status(405, "key type not allowed: RSA 1024", None);
+        assert!(s.contains("(405): key type not allowed: RSA 1024"), "{s}");
+        let s = status(401, "invalid username or password", None);
+        assert!(
+            s.contains("401") && s.contains("invalid username or password"),
+            "{s}"
+        );
+        let s = status(404, "", None);
+        assert!(s.contains("base"), "{s}");
+        let s = status(503, "store unavailable", None);
+        assert!(s.contains("(503): store unavailable"), "{s}");
+    }
+}
