@@ -189,6 +189,7 @@ fn renewal_presents_the_current_certificate_and_sends_no_password() {
     let h = Holder::new();
     let nginx = Nginx::start_with(
         &h,
+        "on",
         r#"location /onlineca/certificate/ {
             default_type text/plain;
             return 418 "dn=$ssl_client_s_dn authorization=[$http_authorization] method=$request_method type=$content_type\n";
@@ -232,4 +233,55 @@ fn renewal_presents_the_current_certificate_and_sends_no_password() {
     let all = text(&out);
     assert!(all.contains("dn=CN=alice,OU=Users,"), "{all}");
     assert_eq!(std::fs::read(&h.key).unwrap(), before);
+}
+
+#[test]
+fn a_hostile_trust_roots_answer_writes_nothing() {
+    // nginx, trusted through the directory already held, serves trust roots with
+    // file names that would escape or hide in the directory.
+    if !have_nginx() {
+        return;
+    }
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let h = Holder::new();
+    let cert = std::fs::read_to_string(&h.cert).unwrap();
+    let answers = [
+        (
+            "dots",
+            format!(
+                "TRUSTED_CERTS={}\nFILEDATA_../evil.0={}\n",
+                b64("../evil.0"),
+                b64(&cert)
+            ),
+        ),
+        ("hidden", format!(".bashrc={}\n", b64("echo pwned"))),
+        ("slash", format!("sub/x.0={}\n", b64(&cert))),
+    ];
+    let locations: String = answers
+        .iter()
+        .map(|(name, body)| {
+            format!(
+                "location = /{name}/onlineca/trustroots/ {{ default_type text/plain; return 200 \"{}\"; }}\n",
+                body.replace('\n', "\\n")
+            )
+        })
+        .collect();
+    let nginx = Nginx::start_with(&h, "optional", &locations);
+    let before = std::fs::read_dir(&h.trust).unwrap().count();
+    for (name, _) in &answers {
+        let out = run(common::onlineca()
+            .args([
+                "trustroots",
+                "--url",
+                &format!("{}{name}/onlineca", nginx.url),
+            ])
+            .arg("--dir")
+            .arg(&h.trust));
+        let said = text(&out);
+        assert!(!out.status.success(), "{name}: {said}");
+        assert!(said.contains("refused file name"), "{name}: {said}");
+    }
+    assert_eq!(std::fs::read_dir(&h.trust).unwrap().count(), before);
+    assert!(!h.ca.dir.path().join("evil.0").exists());
 }

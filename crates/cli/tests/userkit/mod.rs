@@ -212,11 +212,12 @@ impl Nginx {
     /// host certificate for 127.0.0.1 signed by the CA's root, so that clients
     /// can verify the service with the same trust-roots directory.
     pub fn start(holder: &Holder) -> Nginx {
-        Nginx::start_with(holder, "")
+        Nginx::start_with(holder, "on", "")
     }
 
-    /// Like [`Nginx::start`], with more `location` blocks.
-    pub fn start_with(holder: &Holder, locations: &str) -> Nginx {
+    /// Like [`Nginx::start`], with `ssl_verify_client {verify}` and more `location`
+    /// blocks.
+    pub fn start_with(holder: &Holder, verify: &str, locations: &str) -> Nginx {
         let dir = holder.ca.path("nginx");
         for sub in ["", "tmp"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -277,7 +278,7 @@ http {{
         ssl_certificate {d}/host.pem;
         ssl_certificate_key {key};
         ssl_client_certificate {d}/client-cas.pem;
-        ssl_verify_client on;
+        ssl_verify_client {verify};
         ssl_verify_depth 3;
         location / {{
             default_type text/plain;
