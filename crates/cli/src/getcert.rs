@@ -95,6 +95,12 @@ fn p12_password(args: &GetcertArgs) -> Result<Option<String>> {
     Ok(Some(a))
 }
 
+/// A time as RFC 3339 (UTC), for people and scripts alike.
+fn when(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// Runs `onlineca getcert`.
 pub async fn run(args: &GetcertArgs) -> Result<()> {
     let endpoint = Endpoint::parse(&args.url)?;
@@ -118,7 +124,7 @@ pub async fn run(args: &GetcertArgs) -> Result<()> {
             println!(
                 "{} is valid until {} (more than {} from now): nothing to do",
                 outputs.paths()[0].display(),
-                not_after,
+                when(not_after),
                 humantime::format_duration(within)
             );
             return Ok(());
@@ -165,7 +171,9 @@ pub async fn run(args: &GetcertArgs) -> Result<()> {
     outputs.write(&issued)?;
     println!(
         "certificate for {} issued by {}, valid until {}",
-        issued.summary.subject, issued.summary.issuer, issued.summary.not_after
+        issued.summary.subject,
+        issued.summary.issuer,
+        when(issued.summary.not_after)
     );
     for p in outputs.paths() {
         println!("wrote {}", p.display());
