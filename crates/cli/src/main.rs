@@ -1,8 +1,11 @@
-//! The `onlineca` command: create a CA, serve it, manage its users.
+//! The `onlineca` command: create a CA, serve it, manage its users, and (on the
+//! user's side) fetch trust roots and get certificates.
 
 mod files;
+mod getcert;
 mod init;
 mod retrievers;
+mod trustroots_cmd;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -67,6 +70,10 @@ enum Command {
         #[command(subcommand)]
         command: retrievers::RetrieverCommand,
     },
+    /// Fetch the service's trust roots into a directory (pinned, bootstrap or refresh).
+    Trustroots(trustroots_cmd::TrustrootsArgs),
+    /// Get a certificate: a key made here, a CSR sent, the certificate written out.
+    Getcert(getcert::GetcertArgs),
     /// Check the configuration.
     Config {
         #[command(subcommand)]
@@ -121,6 +128,8 @@ async fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Init(args) => init::run(&args).await,
+        Command::Trustroots(args) => trustroots_cmd::run(&args).await,
+        Command::Getcert(args) => getcert::run(&args).await,
         Command::Serve {
             config,
             dir,
