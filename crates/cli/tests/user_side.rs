@@ -385,3 +385,111 @@ fn getcert_gives_up_on_a_silent_server() {
     );
     drop(silent);
 }
+
+fn serial_of(cert: &std::path::Path) -> String {
+    let out = ok(&mut openssl(&[
+        "x509",
+        "-noout",
+        "-serial",
+        "-in",
+        cert.to_str().unwrap(),
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn subject_of(cert: &std::path::Path) -> String {
+    let out = ok(&mut openssl(&[
+        "x509",
+        "-noout",
+        "-subject",
+        "-in",
+        cert.to_str().unwrap(),
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `getcert --renew` against the real CA: no password, the current certificate as
+/// TLS client certificate; the key kept, or rotated with `--rotate-key`.
+#[test]
+fn getcert_renew_over_mutual_tls_keeps_or_rotates_the_key() {
+    let (ca, pw, tr) = ca_with_alice();
+    let (cert, key) = (ca.path("r.pem"), ca.path("r.key"));
+    let files = [
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    let out = getcert(&ca, &tr, "alice", &pw, &files);
+    assert!(out.status.success(), "{}", text(&out));
+    let (serial0, key0, subject0) = (
+        serial_of(&cert),
+        std::fs::read(&key).unwrap(),
+        subject_of(&cert),
+    );
+
+    let renew = |extra: &[&str]| {
+        common::run(
+            onlineca()
+                .args(["getcert", "--renew", "--url", &ca.base, "--trustroots"])
+                .arg(&tr)
+                .args(files)
+                .args(extra)
+                .stdin(std::process::Stdio::null()),
+        )
+    };
+    // Keep the key: a new serial, the same subject and key.
+    let out = renew(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let serial1 = serial_of(&cert);
+    assert_ne!(serial1, serial0);
+    assert_eq!(subject_of(&cert), subject0);
+    assert_eq!(std::fs::read(&key).unwrap(), key0);
+    assert_eq!(pubkey_of_cert(&cert), pubkey_of_key(&key));
+    // Rotate the key: a new serial and a new key that matches the new certificate.
+    let out = renew(&["--rotate-key"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_ne!(serial_of(&cert), serial1);
+    assert_ne!(std::fs::read(&key).unwrap(), key0);
+    assert_eq!(pubkey_of_cert(&cert), pubkey_of_key(&key));
+    assert_eq!(mode(&key), 0o600);
+    ok(openssl(&["verify", "-purpose", "sslclient", "-CApath"])
+        .arg(&tr)
+        .arg(&cert));
+
+    // The store records them as renewals, and no password was involved.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let methods: Vec<String> = rt.block_on(async {
+        let url = format!("sqlite://{}", ca.home.join("onlineca.db").display());
+        let store = onlineca_store::open(&url).await.unwrap();
+        let filter = onlineca_store::IssuedFilter {
+            username: Some("alice".into()),
+            ..Default::default()
+        };
+        store
+            .list_issued(&filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.auth_method)
+            .collect()
+    });
+    let mut methods = methods;
+    methods.sort();
+    assert_eq!(methods, ["password", "renewal", "renewal"]);
+    // A removed user cannot renew, and the files stay as they were.
+    ok(onlineca()
+        .args(["user", "remove", "alice", "--config"])
+        .arg(&ca.config));
+    let before = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+    let out = renew(&["--rotate-key"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("401"), "{}", text(&out));
+    assert_eq!(
+        (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap()),
+        before
+    );
+}
