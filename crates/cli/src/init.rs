@@ -26,8 +26,8 @@ pub struct InitArgs {
     /// Organisation name, in the CA's and the users' subjects.
     #[arg(long, default_value = "onlineca")]
     pub org: String,
-    /// Name of the issuing CA (its CN; the root is "<name> Root").
-    #[arg(long, default_value = "onlineca Issuing CA")]
+    /// Name of the CA: the root's CN is "<name> Root CA", the issuing CA's "<name> Issuing CA".
+    #[arg(long, default_value = "onlineca")]
     pub ca_name: String,
     /// Root CA lifetime.
     #[arg(long, default_value = "20y", value_parser = humantime::parse_duration)]
@@ -53,6 +53,20 @@ pub struct InitArgs {
     /// PEM certificates above the imported CA (intermediates, root).
     #[arg(long, requires = "import_ca_cert")]
     pub import_ca_chain: Option<PathBuf>,
+}
+
+impl InitArgs {
+    /// The options `init --dir DIR` would get with every default, as `serve --dir`
+    /// uses on first run.
+    pub fn with_defaults(dir: &Path) -> Result<Self> {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: InitArgs,
+        }
+        let dir = dir.to_str().context("the directory name is not UTF-8")?;
+        Ok(<Only as clap::Parser>::try_parse_from(["init", "--dir", dir])?.args)
+    }
 }
 
 /// Where `init` put things, relative to the CA directory.
@@ -246,6 +260,9 @@ backdate = "5m"                    # notBefore this far in the past, for skewed 
 
 [auth]
 password = true                    # HTTP Basic username + password
+renewal = true                     # a valid certificate of this CA renews itself (mutual TLS, no password)
+retriever = true                   # services listed in [[retrievers]] may ask on their users' behalf
+retriever_anchors = []             # PEM files of the CAs retriever certificates must chain to
 realm = "onlineca"                 # realm in WWW-Authenticate
 max_failures = 5                   # failed passwords before a username is locked out...
 lockout = "5m"                     # ...for this long after the last failure
@@ -265,6 +282,15 @@ extra = []                         # more PEM files of CA certificates to publis
 next_update = "1h"                 # nextUpdate written into each CRL: this long after thisUpdate
 refresh = "30m"                    # a new CRL at least this often (shorter than next_update)
 poll = "5s"                        # how often the store is asked whether anything was revoked
+
+# Trusted retrievers: a portal that authenticated its users itself presents its own
+# client certificate (chaining to [auth] retriever_anchors) and names the user as the
+# HTTP Basic username (the password is not checked) or the form field "username".
+# One block per retriever:
+# [[retrievers]]
+# subject = "/O=Example/OU=Portals/CN=portal.example.org"   # compared on the parsed name
+# users = ["alice", "lab-*"]         # exact names and globs (* and ?), or ["*"] for all
+# lifetime = "1h"                    # optional: shorter certificates for this retriever
 "#,
         listen = args.listen,
     )

@@ -1,9 +1,13 @@
 //! The `onlineca` command: create a CA, serve it, manage its users and the
-//! certificates it issued.
+//! certificates it issued, and (on the user's side) fetch trust roots and get
+//! certificates.
 
 mod certs;
 mod files;
+mod getcert;
 mod init;
+mod retrievers;
+mod trustroots_cmd;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +72,18 @@ enum Command {
         #[command(subcommand)]
         command: certs::CertCommand,
     },
+    /// Show the trusted retrievers.
+    Retriever {
+        /// The configuration file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: retrievers::RetrieverCommand,
+    },
+    /// Fetch the service's trust roots into a directory (pinned, bootstrap or refresh).
+    Trustroots(trustroots_cmd::TrustrootsArgs),
+    /// Get a certificate: a key made here, a CSR sent, the certificate written out.
+    Getcert(getcert::GetcertArgs),
     /// Check the configuration.
     Config {
         #[command(subcommand)]
@@ -122,6 +138,8 @@ async fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Init(args) => init::run(&args).await,
+        Command::Trustroots(args) => trustroots_cmd::run(&args).await,
+        Command::Getcert(args) => getcert::run(&args).await,
         Command::Serve {
             config,
             dir,
@@ -150,6 +168,9 @@ async fn run(command: Command) -> Result<()> {
             store.close().await;
             r
         }
+        Command::Retriever { config, command } => {
+            retrievers::run(command, &Config::load(&config_arg(config)?)?)
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
@@ -175,21 +196,7 @@ async fn run(command: Command) -> Result<()> {
 async fn quickstart(dir: &Path) -> Result<PathBuf> {
     let config = dir.join(init::CONFIG_FILE);
     if !config.exists() {
-        let args = init::InitArgs {
-            dir: dir.to_path_buf(),
-            hostnames: vec!["localhost".into(), "127.0.0.1".into()],
-            key_type: onlineca_core::pki::KeyType::P256,
-            org: "onlineca".into(),
-            ca_name: "onlineca Issuing CA".into(),
-            root_lifetime: humantime::parse_duration("20y")?,
-            ca_lifetime: humantime::parse_duration("5y")?,
-            tls_lifetime: humantime::parse_duration("397days")?,
-            cert_lifetime: humantime::parse_duration("12h")?,
-            listen: "127.0.0.1:8443".parse()?,
-            import_ca_cert: None,
-            import_ca_key: None,
-            import_ca_chain: None,
-        };
+        let args = init::InitArgs::with_defaults(dir)?;
         init::run(&args).await?;
     }
     Ok(config)

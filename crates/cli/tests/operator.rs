@@ -467,3 +467,28 @@ sys.stdout.write(data)
         );
     }
 }
+
+#[test]
+fn a_request_slower_than_the_timeout_is_refused_with_408() {
+    let mut ca = TestCa::init(&[]);
+    ca.edit_config("request_timeout = \"30s\"", "request_timeout = \"2s\"");
+    ca.start();
+    let pw = ca.add_user("liam");
+    let (_k, csr) = make_csr(ca.dir.path(), "l", "rsa:4096", None, "/CN=dummy", &[]);
+    let field = format!("certificate_request@{}", csr.display());
+    // ~2.3 KB at 200 bytes a second: well past two seconds.
+    let r = ca.curl(&[
+        "--http1.1",
+        "--limit-rate",
+        "200",
+        "-u",
+        &format!("liam:{pw}"),
+        "--data-urlencode",
+        &field,
+        &ca.url("certificate/"),
+    ]);
+    assert_eq!(r.status, 408, "{r:?}");
+    assert_eq!(r.text(), "request not completed within 2 seconds\n");
+    // Nothing was issued, and the server still serves.
+    assert_eq!(ca.post_csr("liam", &pw, &csr).status, 200);
+}

@@ -213,6 +213,17 @@ fn every_body_form_is_accepted() {
         &ca.url("certificate/"),
     ]);
     assert_eq!(r.status, 200, "{}", r.text());
+    // TLS 1.2 as well as 1.3.
+    for tls in [
+        ["--tlsv1.2", "--tls-max", "1.2"],
+        ["--tlsv1.3", "--tls-max", "1.3"],
+    ] {
+        let mut args: Vec<&str> = tls.to_vec();
+        let url = ca.url("certificate/");
+        args.extend(["-u", &auth, "--data-urlencode", &field, &url]);
+        let r = ca.curl(&args);
+        assert_eq!(r.status, 200, "{tls:?}: {}", r.text());
+    }
 }
 
 #[test]

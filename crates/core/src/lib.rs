@@ -4,11 +4,13 @@
 //! checking a certificate signing request ([`csr`]), turning an authenticated identity
 //! into a subject ([`subject`]), the certificate profile and signing ([`profile`],
 //! [`issuer`]), revocation lists ([`crl`]), creating a CA ([`pki`]), password hashing
-//! ([`password`]) and the trust-roots bundle ([`trustroots`]). Time is always passed in.
+//! ([`password`]), the trust-roots bundle ([`trustroots`]) and distinguished names
+//! written in configuration ([`dn`]). Time is always passed in.
 
 pub mod crl;
 pub mod csr;
 pub mod der;
+pub mod dn;
 pub mod issuer;
 pub mod password;
 pub mod pki;

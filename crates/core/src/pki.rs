@@ -104,7 +104,7 @@ pub struct PkiOptions {
     pub key_type: KeyType,
     /// Organisation name in every subject.
     pub org: String,
-    /// Name of the CA (the issuing CA's CN; the root's CN adds " Root").
+    /// Name of the CA: the root is "<name> Root CA", the issuing CA "<name> Issuing CA".
     pub ca_name: String,
     /// DNS names and IP addresses of the server's TLS certificate.
     pub hostnames: Vec<String>,
@@ -193,7 +193,8 @@ pub fn create(opts: &PkiOptions) -> Result<Pki, PkiError> {
         ));
     }
     let root_key = opts.key_type.generate().map_err(rc("root key"))?;
-    let root_name = format!("{} Root", opts.ca_name);
+    let root_name = format!("{} Root CA", opts.ca_name);
+    let issuing_name = format!("{} Issuing CA", opts.ca_name);
     let mut root_params = ca_params(
         dn(&[
             (DnType::OrganizationName, &opts.org),
@@ -215,7 +216,7 @@ pub fn create(opts: &PkiOptions) -> Result<Pki, PkiError> {
         dn(&[
             (DnType::OrganizationName, &opts.org),
             (DnType::OrganizationalUnitName, "Online CA"),
-            (DnType::CommonName, &opts.ca_name),
+            (DnType::CommonName, &issuing_name),
         ]),
         opts.now,
         opts.ca_lifetime,

@@ -42,4 +42,22 @@ impl Principal {
             retriever: None,
         }
     }
+
+    /// A user on whose behalf the retriever with subject `retriever` asked.
+    pub fn retriever(username: impl Into<String>, retriever: impl Into<String>) -> Self {
+        Principal {
+            username: username.into(),
+            method: AuthMethod::Retriever,
+            retriever: Some(retriever.into()),
+        }
+    }
+
+    /// A user renewing with a valid certificate of this CA.
+    pub fn renewal(username: impl Into<String>) -> Self {
+        Principal {
+            username: username.into(),
+            method: AuthMethod::Renewal,
+            retriever: None,
+        }
+    }
 }

@@ -174,6 +174,16 @@ pub struct AuthSection {
     /// Whether HTTP Basic passwords are accepted.
     #[serde(default = "yes")]
     pub password: bool,
+    /// Whether trusted retrievers (`[[retrievers]]`) may ask on users' behalf.
+    #[serde(default = "yes")]
+    pub retriever: bool,
+    /// Whether a valid certificate of this CA may renew itself without a password.
+    #[serde(default = "yes")]
+    pub renewal: bool,
+    /// PEM files of the CAs that retriever certificates must chain to (kept apart
+    /// from this CA's own roots: a portal's certificate may come from anywhere).
+    #[serde(default)]
+    pub retriever_anchors: Vec<PathBuf>,
     /// The realm named in `WWW-Authenticate`.
     #[serde(default = "default_realm")]
     pub realm: String,
@@ -201,6 +211,9 @@ impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
             password: true,
+            retriever: true,
+            renewal: true,
+            retriever_anchors: Vec::new(),
             realm: default_realm(),
             max_failures: default_max_failures(),
             lockout: default_lockout(),
@@ -240,6 +253,21 @@ pub struct TrustRootsSection {
     pub extra: Vec<PathBuf>,
 }
 
+/// One `[[retrievers]]` entry: a service trusted to ask for certificates on behalf
+/// of users it has authenticated itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrieverEntry {
+    /// The retriever certificate's subject, in OpenSSL's slash form; compared with
+    /// certificates on the parsed, canonical name.
+    pub subject: String,
+    /// Users it may ask for: exact names, glob patterns (`*`, `?`), or `"*"` for all.
+    pub users: Vec<String>,
+    /// A lifetime cap for the certificates it obtains, below the profile's.
+    #[serde(default, with = "humantime_serde::option")]
+    pub lifetime: Option<Duration>,
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,6 +291,9 @@ pub struct Config {
     /// `[trustroots]`.
     #[serde(default)]
     pub trustroots: TrustRootsSection,
+    /// `[[retrievers]]`.
+    #[serde(default)]
+    pub retrievers: Vec<RetrieverEntry>,
     /// `[crl]`.
     #[serde(default)]
     pub crl: crate::crl::CrlSection,
@@ -283,6 +314,16 @@ pub(crate) mod humantime_serde {
                 "{s:?} is not a duration like \"12h\" or \"30s\": {e}"
             ))
         })
+    }
+
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::Deserializer;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
     }
 }
 
@@ -317,6 +358,9 @@ impl Config {
             abs(c);
         }
         for p in &mut cfg.trustroots.extra {
+            abs(p);
+        }
+        for p in &mut cfg.auth.retriever_anchors {
             abs(p);
         }
         cfg.store.url = absolute_store_url(&cfg.store.url, &base);
@@ -374,6 +418,8 @@ impl Config {
         if self.auth.max_failures == 0 {
             return Err(self.invalid("auth.max_failures", "must be at least 1"));
         }
+        crate::retriever::check_config(self)
+            .map_err(|(key, message)| self.invalid(key, message))?;
         if let Some((key, message)) = self.crl.problem() {
             return Err(self.invalid(key, message));
         }
@@ -436,6 +482,12 @@ impl Config {
                 .unwrap_or_else(|| "(none)".into()),
         );
         line("auth.password", self.auth.password.to_string());
+        line("auth.retriever", self.auth.retriever.to_string());
+        line("auth.renewal", self.auth.renewal.to_string());
+        line(
+            "auth.retriever_anchors",
+            paths(&self.auth.retriever_anchors),
+        );
         line("auth.realm", self.auth.realm.clone());
         line("auth.max_failures", self.auth.max_failures.to_string());
         line(
@@ -444,29 +496,29 @@ impl Config {
         );
         line("store.url", redact_url(&self.store.url));
         line("trustroots.format", self.trustroots.format.to_string());
-        line(
-            "trustroots.extra",
-            if self.trustroots.extra.is_empty() {
-                "(none)".into()
-            } else {
-                self.trustroots
-                    .extra
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        );
+        line("trustroots.extra", paths(&self.trustroots.extra));
+        for (i, r) in self.retrievers.iter().enumerate() {
+            line(
+                &format!("retrievers[{i}]"),
+                crate::retriever::describe_entry(r),
+            );
+        }
         let d = |d: Duration| humantime::format_duration(d).to_string();
-        out.push_str(&format!(
-            "{:<28} {}\n",
-            "crl.next_update",
-            d(self.crl.next_update)
-        ));
-        out.push_str(&format!("{:<28} {}\n", "crl.refresh", d(self.crl.refresh)));
-        out.push_str(&format!("{:<28} {}\n", "crl.poll", d(self.crl.poll)));
+        line("crl.next_update", d(self.crl.next_update));
+        line("crl.refresh", d(self.crl.refresh));
+        line("crl.poll", d(self.crl.poll));
         out
     }
+}
+
+fn paths(list: &[PathBuf]) -> String {
+    if list.is_empty() {
+        return "(none)".into();
+    }
+    list.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Makes a relative SQLite path absolute against `base`; other URLs pass through.
@@ -522,6 +574,33 @@ mod tests {
             )
         );
         assert_eq!(cfg.trustroots.format, Encoding::Fields);
+        assert!(cfg.auth.retriever && cfg.auth.renewal && cfg.auth.password);
+        assert!(cfg.retrievers.is_empty());
+    }
+
+    #[test]
+    fn retrievers_are_checked_and_named() {
+        let d = tempfile::tempdir().unwrap();
+        let entry = |users: &str| {
+            format!(
+                "{MINIMAL}[auth]\nretriever_anchors = [\"a.pem\"]\n[[retrievers]]\nsubject = \"/O=X/CN=p\"\nusers = {users}\nlifetime = \"1h\"\n"
+            )
+        };
+        let cfg = Config::load(&write(d.path(), &entry("[\"*\"]"))).unwrap();
+        assert_eq!(cfg.retrievers[0].lifetime, Some(Duration::from_secs(3600)));
+        assert!(cfg.auth.retriever_anchors[0].is_absolute());
+        let e = Config::load(&write(d.path(), &entry("[\"a\", \"b/c\"]")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("retrievers: entry 1 (\"/O=X/CN=p\"): users: pattern \"b/c\""),
+            "{e}"
+        );
+        let text = format!("{MINIMAL}[[retrievers]]\nsubject = \"/O=X/CN=p\"\nusers = [\"*\"]\n");
+        let e = Config::load(&write(d.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.retriever_anchors"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No `Authorization` header (or not Basic).
-    #[error("authentication required: send HTTP Basic credentials")]
+    #[error("authentication required: send HTTP Basic credentials or a client certificate")]
     NoCredentials,
     /// A Basic header that is not `base64(user:password)`.
     #[error("malformed HTTP Basic credentials: {0}")]
@@ -24,6 +24,37 @@ pub enum ApiError {
     /// Password authentication is switched off in the configuration.
     #[error("password authentication is not enabled on this service")]
     PasswordAuthDisabled,
+    /// A retriever request (a `username` field) came without a client certificate.
+    #[error("client certificate not present: a retriever must present its certificate")]
+    ClientCertMissing,
+    /// The client certificate failed verification; the reason says how.
+    #[error("client certificate not verified: {0}")]
+    ClientCertNotVerified(String),
+    /// A verified certificate whose subject is not a configured retriever.
+    #[error("client certificate subject {0} is not an accepted retriever")]
+    NotARetriever(String),
+    /// The retriever may not ask for this user.
+    #[error("user {user:?} is not allowed for retriever {retriever}")]
+    RetrieverUserNotAllowed {
+        /// The user asked for.
+        user: String,
+        /// The retriever's subject.
+        retriever: String,
+    },
+    /// A retriever certificate came without a user to issue for.
+    #[error(
+        "no user named: a retriever sends the username as the HTTP Basic username or the form field 'username'"
+    )]
+    RetrieverNoUser,
+    /// Retriever authentication is switched off in the configuration.
+    #[error("retriever authentication is not enabled on this service")]
+    RetrieverAuthDisabled,
+    /// Renewal by client certificate is switched off in the configuration.
+    #[error("certificate renewal is not enabled on this service")]
+    RenewalDisabled,
+    /// A verified certificate of this CA that may not renew; the reason says why.
+    #[error("certificate cannot be renewed: {0}")]
+    RenewalRefused(&'static str),
     /// Too many failed passwords for this username.
     #[error("too many failed login attempts for this user; retry after {} seconds", .0.as_secs().max(1))]
     LockedOut(Duration),
@@ -41,6 +72,9 @@ pub enum ApiError {
         /// The method to use.
         allow: &'static str,
     },
+    /// The request (its upload included) took longer than allowed.
+    #[error("request not completed within {} seconds", .0.as_secs())]
+    Timeout(Duration),
     /// No such resource.
     #[error("not found: {0}")]
     NotFound(String),
@@ -60,12 +94,21 @@ impl ApiError {
             | ApiError::MalformedCredentials(_)
             | ApiError::BadCredentials
             | ApiError::UserDisabled
-            | ApiError::PasswordAuthDisabled => StatusCode::UNAUTHORIZED,
+            | ApiError::PasswordAuthDisabled
+            | ApiError::ClientCertMissing
+            | ApiError::ClientCertNotVerified(_)
+            | ApiError::NotARetriever(_)
+            | ApiError::RetrieverUserNotAllowed { .. }
+            | ApiError::RetrieverNoUser
+            | ApiError::RetrieverAuthDisabled
+            | ApiError::RenewalDisabled
+            | ApiError::RenewalRefused(_) => StatusCode::UNAUTHORIZED,
             ApiError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadRequest(_)
             | ApiError::BodyTooLarge(_)
             | ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

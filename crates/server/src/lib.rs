@@ -3,10 +3,14 @@
 
 pub mod auth;
 pub mod body;
+pub mod client_cert;
 pub mod config;
+pub mod credentials;
 pub mod crl;
 pub mod error;
 pub mod issuance;
+pub mod renewal;
+pub mod retriever;
 pub mod routes;
 pub mod serve;
 pub mod state;

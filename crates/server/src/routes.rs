@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::error::ApiError;
 use crate::issuance::{self, IssueRequest};
 use crate::state::AppState;
-use crate::{auth, body};
+use crate::{body, credentials};
 
 /// Facts about the connection a request arrived on, set by the accept loop.
 #[derive(Debug, Clone)]
@@ -84,31 +84,21 @@ async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Respon
         return fail(&state, &id, None, e);
     }
     // The body is read first, so that no refusal races an upload still in progress.
-    let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer);
+    let conn = req.extensions().get::<ConnInfo>().cloned();
+    let peer = conn.as_ref().map(|c| c.peer);
+    let client_certs = conn.map(|c| c.client_certs).unwrap_or_default();
     let headers = req.headers().clone();
     let raw = body::collect(req, state.config.server.max_body).await;
-    let creds = match auth::basic_credentials(&headers) {
-        Ok(Some(c)) => c,
-        Ok(None) => return fail(&state, &id, None, ApiError::NoCredentials),
-        Err(e) => return fail(&state, &id, None, e),
+    let auth = match credentials::authenticate(&state, &headers, &client_certs, raw, now).await {
+        Ok(a) => a,
+        Err(r) => return fail(&state, &id, r.user, r.error),
     };
-    let attempted = Some(creds.username.clone());
-    if !state.config.auth.password {
-        return fail(&state, &id, attempted, ApiError::PasswordAuthDisabled);
-    }
-    let principal = match auth::password(&state.store, &state.lockout, creds).await {
-        Ok(p) => p,
-        Err(e) => return fail(&state, &id, attempted, e),
-    };
-    let csr_body = match body::parse(raw).await {
-        Ok(b) => b,
-        Err(e) => return fail(&state, &id, attempted, e),
-    };
+    let attempted = Some(auth.principal.username.clone());
     let issue = IssueRequest {
-        principal,
-        csr_der: csr_body.der,
+        principal: auth.principal,
+        csr_der: auth.body.der,
         client_addr: peer,
-        lifetime_cap: None,
+        lifetime_cap: auth.lifetime_cap,
         now,
     };
     match issuance::issue(&state, issue).await {
@@ -189,7 +179,7 @@ fn new_request_id() -> String {
 
 /// One structured line per request: method, path, status, user, serial, duration,
 /// request id, client. Never a credential, never a key.
-async fn access_log(State(_state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+async fn access_log(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = new_request_id();
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -201,7 +191,16 @@ async fn access_log(State(_state): State<Arc<AppState>>, mut req: Request, next:
         .map(|c| c.peer.ip().to_string())
         .unwrap_or_default();
     let version = format!("{:?}", req.version());
-    let mut resp = next.run(req).await;
+    let limit = state.config.server.request_timeout;
+    let mut resp = match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => fail(
+            &state,
+            &RequestId(id.clone()),
+            None,
+            ApiError::Timeout(limit),
+        ),
+    };
     let fields = resp
         .extensions_mut()
         .remove::<LogFields>()

@@ -33,13 +33,9 @@ pub async fn serve(
     let crl_task = crate::crl::start(state.clone()).await;
     let server = &state.config.server;
     let handshake_timeout = server.handshake_timeout;
-    let request_timeout = server.request_timeout;
     let grace = server.shutdown_grace;
     let limit = Arc::new(Semaphore::new(server.max_connections));
-    let app = router(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        request_timeout,
-    ));
+    let app = router(state.clone());
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

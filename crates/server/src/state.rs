@@ -10,7 +10,10 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::auth::Lockout;
 use crate::config::Config;
+use crate::credentials::ClientAuth;
 use crate::crl::CrlCell;
+use crate::renewal::Renewal;
+use crate::retriever::Retrievers;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Failed-password bookkeeping.
     pub lockout: Lockout,
+    /// Retrievers and renewal: what client certificates are checked against.
+    pub client_auth: ClientAuth,
     /// The published CRL and the trust-roots responses that carry it, rebuilt
     /// together when a new CRL is signed.
     pub crl: CrlCell,
@@ -91,7 +96,12 @@ impl AppState {
             backdate: config.certificate.backdate,
             crl_url: config.certificate.crl_url.clone(),
         };
+        let client_auth = ClientAuth {
+            retrievers: Retrievers::load(&config)?,
+            renewal: Renewal::new(config.auth.renewal, ca.cert_der(), ca.subject_der())?,
+        };
         Ok(AppState {
+            client_auth,
             lockout: Lockout::new(config.auth.max_failures, config.auth.lockout),
             crl: CrlCell::new(bundle, issuer_hash),
             config,

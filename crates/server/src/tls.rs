@@ -1,4 +1,5 @@
-//! The TLS side of the listener: rustls with TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1.
+//! The TLS side of the listener: rustls with TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1,
+//! client certificates optional.
 
 use std::sync::Arc;
 
@@ -6,6 +7,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::client_cert::OptionalClientCert;
 use crate::config::TlsSection;
 use crate::state::StartError;
 
@@ -32,7 +34,8 @@ pub fn server_config(tls: &TlsSection) -> Result<Arc<ServerConfig>, StartError> 
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| StartError::Invalid(format!("TLS: {e}")))?
-        .with_no_client_auth()
+        // Client certificates are optional and judged by the route (see client_cert).
+        .with_client_cert_verifier(Arc::new(OptionalClientCert::new()))
         .with_single_cert(certs, key)
         .map_err(|e| StartError::Invalid(format!("TLS certificate and key: {e}")))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

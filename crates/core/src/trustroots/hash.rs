@@ -21,10 +21,20 @@ use super::TrustRootsError;
 /// X.509 `Name`, given as DER (the SEQUENCE, header included).
 pub fn subject_hash(name_der: &[u8]) -> Result<u32, TrustRootsError> {
     let rdns = parse_name(name_der).map_err(TrustRootsError::Name)?;
-    let canon = canonical_name(&rdns).map_err(TrustRootsError::Name)?;
+    let canon = canonical_rdns(&rdns).map_err(TrustRootsError::Name)?;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &canon);
     let d = digest.as_ref();
     Ok(u32::from_le_bytes([d[0], d[1], d[2], d[3]]))
+}
+
+/// OpenSSL's canonical encoding of an X.509 `Name` given as DER: what OpenSSL
+/// compares when it asks whether two names are equal (`X509_NAME_cmp`). Two names
+/// whose canonical encodings are equal differ at most in string types, ASCII case
+/// and white space runs, so matching names on this is matching the parsed name,
+/// never a string rendering of it.
+pub fn canonical_name(name_der: &[u8]) -> Result<Vec<u8>, TrustRootsError> {
+    let rdns = parse_name(name_der).map_err(TrustRootsError::Name)?;
+    canonical_rdns(&rdns).map_err(TrustRootsError::Name)
 }
 
 /// [`subject_hash`] of a DER certificate's subject.
@@ -581,7 +591,7 @@ fn canonical_bit_string(data: &[u8]) -> Result<Vec<u8>, String> {
 
 /// OpenSSL's canonical encoding: each non-empty RDN as a SET of its canonical
 /// attributes in DER order, the SETs concatenated with no outer header.
-fn canonical_name(rdns: &[Vec<Attr<'_>>]) -> Result<Vec<u8>, String> {
+fn canonical_rdns(rdns: &[Vec<Attr<'_>>]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for (i, rdn) in rdns.iter().enumerate() {
         let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(rdn.len());

@@ -8,7 +8,7 @@ pub mod hash;
 pub mod policy;
 
 pub use bundle::{CaEntry, Encoding, TrustBundle, TrustFile, decode, valid_file_name};
-pub use hash::{cert_subject_hash, oneline, subject_hash};
+pub use hash::{canonical_name, cert_subject_hash, oneline, subject_hash};
 pub use policy::{namespace, signing_policy};
 
 /// Why a trust-roots bundle, a name or a trust-roots text was refused.

@@ -1,0 +1,217 @@
+//! Which credentials a certificate request is judged on, when it carries several.
+//!
+//! The rules, in order (the first that applies decides; nothing falls through to
+//! another method after a refusal, so a refusal always names the method's reason):
+//!
+//! 1. No client certificate: HTTP Basic username and password. (A `username` form
+//!    field without a certificate is a retriever that forgot its certificate: 401
+//!    "client certificate not present".)
+//! 2. A certificate that names this CA as its issuer, with Basic credentials: the
+//!    password decides and the certificate is ignored (a user's client that always
+//!    presents its current certificate can still log in). A certificate of this CA
+//!    never acts as a retriever's.
+//! 3. A certificate that names this CA as its issuer, without Basic credentials:
+//!    renewal for the user the certificate was issued to (a `username` form field,
+//!    if sent, must name that user).
+//! 4. Any other certificate: a retriever's. The user comes from the Basic username
+//!    (its password is not checked) or the form field `username` (both: they must
+//!    agree); without one, 401. With a Basic header the certificate is judged before
+//!    the body is read, as a password is.
+//!
+//! Disabled users are refused by every route.
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use onlineca_core::Principal;
+use onlineca_core::subject::validate_username;
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+use crate::auth;
+use crate::body::{self, CsrBody, RawBody};
+use crate::error::ApiError;
+use crate::renewal::Renewal;
+use crate::retriever::Retrievers;
+use crate::state::AppState;
+
+/// The client-certificate side of authentication, loaded at start-up.
+#[derive(Debug)]
+pub struct ClientAuth {
+    /// Accepted retrievers and their anchors.
+    pub retrievers: Retrievers,
+    /// Renewal against the issuing CA.
+    pub renewal: Renewal,
+}
+
+/// A request that passed authentication.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// Who the certificate is for, and how we know.
+    pub principal: Principal,
+    /// A lifetime cap set by the route (a retriever's).
+    pub lifetime_cap: Option<Duration>,
+    /// The request body, with the CSR.
+    pub body: CsrBody,
+}
+
+/// A refusal, with the username that was tried (for the access log).
+#[derive(Debug)]
+pub struct Refusal {
+    /// The username attempted, if one was named.
+    pub user: Option<String>,
+    /// Why.
+    pub error: ApiError,
+}
+
+fn refuse(user: Option<&str>, error: ApiError) -> Refusal {
+    Refusal {
+        user: user.map(str::to_string),
+        error,
+    }
+}
+
+/// Authenticates a certificate request by the rules above and reads its body.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    client_certs: &[CertificateDer<'static>],
+    raw: RawBody,
+    now: OffsetDateTime,
+) -> Result<Authenticated, Refusal> {
+    let basic = auth::basic_credentials(headers).map_err(|e| refuse(None, e))?;
+    let Some(leaf) = client_certs.first() else {
+        return match basic {
+            Some(creds) => password(state, creds, raw).await,
+            None => {
+                // Only to tell a retriever without its certificate from an anonymous
+                // request; an unreadable body is then just an anonymous request.
+                let named = body::parse(raw).await.ok().and_then(|b| b.username);
+                Err(refuse(
+                    named.as_deref(),
+                    if named.is_some() {
+                        ApiError::ClientCertMissing
+                    } else {
+                        ApiError::NoCredentials
+                    },
+                ))
+            }
+        };
+    };
+    let client = &state.client_auth;
+    let ours = client.renewal.claims_ours(leaf);
+    if ours {
+        if let Some(creds) = basic {
+            return password(state, creds, raw).await;
+        }
+        let body = body::parse(raw).await.map_err(|e| refuse(None, e))?;
+        let principal = client
+            .renewal
+            .authenticate(state.store.as_ref(), client_certs, now)
+            .await
+            .map_err(|e| refuse(body.username.as_deref(), e))?;
+        if let Some(named) = body.username.as_deref()
+            && named != principal.username
+        {
+            return Err(refuse(
+                Some(named),
+                ApiError::RenewalRefused("the form field 'username' names another user"),
+            ));
+        }
+        return Ok(Authenticated {
+            principal,
+            lifetime_cap: None,
+            body,
+        });
+    }
+
+    // A retriever: the user from the Basic header if there is one (then the body is
+    // read after authentication, as for passwords), else from the form.
+    let (user, pending) = match basic {
+        Some(creds) => (creds.username, Pending::Raw(Box::new(raw))),
+        None => {
+            let body = body::parse(raw).await.map_err(|e| refuse(None, e))?;
+            let Some(user) = body.username.clone() else {
+                return Err(refuse(None, no_user(client, client_certs, now)));
+            };
+            (user, Pending::Parsed(body))
+        }
+    };
+    let (retriever, subject) = client
+        .retrievers
+        .authenticate(client_certs, &user, now)
+        .map_err(|e| refuse(Some(&user), e))?;
+    let lifetime_cap = retriever.lifetime;
+    // A retriever may ask for users the store does not know (its rule is the
+    // authority), but never for one who is disabled here.
+    if validate_username(&user).is_ok() {
+        match state.store.get_user(&user).await {
+            Ok(Some(u)) if u.disabled => return Err(refuse(Some(&user), ApiError::UserDisabled)),
+            Ok(_) => {}
+            Err(e) => return Err(refuse(Some(&user), e.into())),
+        }
+    }
+    let body = match pending {
+        Pending::Parsed(body) => body,
+        Pending::Raw(raw) => body::parse(*raw)
+            .await
+            .map_err(|e| refuse(Some(&user), e))?,
+    };
+    if let Some(named) = body.username.as_deref()
+        && named != user
+    {
+        return Err(refuse(
+            Some(&user),
+            ApiError::BadRequest(format!(
+                "the HTTP Basic username {user:?} and the form field 'username' {named:?} differ"
+            )),
+        ));
+    }
+    Ok(Authenticated {
+        principal: Principal::retriever(user, subject),
+        lifetime_cap,
+        body,
+    })
+}
+
+/// A body read already, or still to read.
+enum Pending {
+    Raw(Box<RawBody>),
+    Parsed(CsrBody),
+}
+
+/// The refusal for a client certificate that came without a user: "name a user" to
+/// an accepted retriever, and why the certificate is refused to anyone else.
+fn no_user(
+    client: &ClientAuth,
+    client_certs: &[CertificateDer<'static>],
+    now: OffsetDateTime,
+) -> ApiError {
+    match client.retrievers.authenticate(client_certs, "", now) {
+        Ok(_) | Err(ApiError::RetrieverUserNotAllowed { .. }) => ApiError::RetrieverNoUser,
+        Err(_) => ApiError::ClientCertNotVerified(
+            "it was not issued by this CA (for renewal) and is not a retriever's".into(),
+        ),
+    }
+}
+
+/// HTTP Basic username and password; the body is read only after the password.
+async fn password(
+    state: &AppState,
+    creds: auth::BasicCredentials,
+    raw: RawBody,
+) -> Result<Authenticated, Refusal> {
+    let user = creds.username.clone();
+    if !state.config.auth.password {
+        return Err(refuse(Some(&user), ApiError::PasswordAuthDisabled));
+    }
+    let principal = auth::password(&state.store, &state.lockout, creds)
+        .await
+        .map_err(|e| refuse(Some(&user), e))?;
+    let body = body::parse(raw).await.map_err(|e| refuse(Some(&user), e))?;
+    Ok(Authenticated {
+        principal,
+        lifetime_cap: None,
+        body,
+    })
+}

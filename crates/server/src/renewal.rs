@@ -1,0 +1,90 @@
+//! Renewal by mutual TLS: a client presenting a currently valid certificate of this
+//! CA, recorded by it and not revoked, for a user who still exists and is not
+//! disabled, gets a new certificate for the same user without a password.
+
+use onlineca_core::Principal;
+use onlineca_core::trustroots::canonical_name;
+use onlineca_store::Store;
+use rustls_pki_types::{CertificateDer, TrustAnchor};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::client_cert::{anchor, verify_chain};
+use crate::error::ApiError;
+use crate::state::StartError;
+
+/// What renewal checks against: the issuing CA as the only anchor.
+#[derive(Debug)]
+pub struct Renewal {
+    enabled: bool,
+    anchors: Vec<TrustAnchor<'static>>,
+    ca_subject: Vec<u8>,
+}
+
+impl Renewal {
+    /// From the issuing CA's certificate.
+    pub fn new(
+        enabled: bool,
+        ca_cert_der: &[u8],
+        ca_subject_der: &[u8],
+    ) -> Result<Self, StartError> {
+        let anchor = anchor(ca_cert_der)
+            .map_err(|e| StartError::Invalid(format!("issuing CA as renewal anchor: {e}")))?;
+        let ca_subject = canonical_name(ca_subject_der)
+            .map_err(|e| StartError::Invalid(format!("issuing CA subject: {e}")))?;
+        Ok(Renewal {
+            enabled,
+            anchors: vec![anchor],
+            ca_subject,
+        })
+    }
+
+    /// Whether `leaf` names this CA as its issuer (it claims to be ours; only
+    /// [`Renewal::authenticate`] decides whether it is).
+    pub fn claims_ours(&self, leaf: &CertificateDer<'_>) -> bool {
+        X509Certificate::from_der(leaf)
+            .ok()
+            .and_then(|(_, c)| canonical_name(c.issuer().as_raw()).ok())
+            .is_some_and(|issuer| issuer == self.ca_subject)
+    }
+
+    /// The principal for a renewal with `chain`, after every check.
+    pub async fn authenticate(
+        &self,
+        store: &dyn Store,
+        chain: &[CertificateDer<'static>],
+        now: OffsetDateTime,
+    ) -> Result<Principal, ApiError> {
+        if !self.enabled {
+            return Err(ApiError::RenewalDisabled);
+        }
+        let leaf = chain.first().ok_or(ApiError::ClientCertMissing)?;
+        if !self.claims_ours(leaf) {
+            return Err(ApiError::ClientCertNotVerified(
+                "it was not issued by this CA (and no username was sent for a retriever)".into(),
+            ));
+        }
+        // Only the leaf: the chain up to this CA is this CA itself.
+        verify_chain(&chain[..1], &self.anchors, now).map_err(ApiError::ClientCertNotVerified)?;
+        let (_, cert) = X509Certificate::from_der(leaf)
+            .map_err(|e| ApiError::ClientCertNotVerified(format!("it is unreadable: {e}")))?;
+        let serial = hex::encode(cert.raw_serial());
+        let record = store
+            .get_issued(&serial)
+            .await?
+            .filter(|r| r.der == leaf.as_ref())
+            .ok_or(ApiError::RenewalRefused(
+                "this CA has no record of the certificate",
+            ))?;
+        if record.revoked_at.is_some() {
+            return Err(ApiError::RenewalRefused("the certificate is revoked"));
+        }
+        match store.get_user(&record.username).await? {
+            None => Err(ApiError::RenewalRefused(
+                "the certificate's user no longer has an account",
+            )),
+            Some(u) if u.disabled => Err(ApiError::UserDisabled),
+            Some(u) => Ok(Principal::renewal(u.username)),
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Trusted retrievers: services (portals, gateways) that authenticated their users
+//! themselves and ask for certificates on their behalf, proving who they are with
+//! their own client certificate.
+//!
+//! A retriever certificate must chain to one of the retriever anchors (kept apart
+//! from this CA's roots), be inside its validity period, and have a subject equal,
+//! on the canonical parsed name, to a configured `[[retrievers]]` subject; the user
+//! asked for must match that entry's allowed-users rule.
+
+use std::time::Duration;
+
+use onlineca_core::dn;
+use onlineca_core::issuer::pem_certificates;
+use onlineca_core::trustroots::{canonical_name, oneline};
+use rustls_pki_types::{CertificateDer, TrustAnchor};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::client_cert::{anchor, verify_chain};
+use crate::config::{Config, RetrieverEntry};
+use crate::error::ApiError;
+use crate::state::StartError;
+
+/// One allowed-users rule: an exact name, or a glob with `*` (any run of characters)
+/// and `?` (one character).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern(Vec<char>);
+
+impl Pattern {
+    /// Parses a rule. Besides the wildcards, only what a username may hold is allowed
+    /// (letters, digits, `.`, `_`, `-`, `@`), so a rule can never match by accident
+    /// through characters that no username has.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("an empty pattern matches no one".into());
+        }
+        if let Some(c) = text
+            .chars()
+            .find(|&c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '*' | '?')))
+        {
+            return Err(format!(
+                "pattern {text:?}: character {c:?} is not allowed (letters, digits, . _ - @, and the wildcards * and ?)"
+            ));
+        }
+        Ok(Pattern(text.chars().collect()))
+    }
+
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        let name: Vec<char> = name.chars().collect();
+        glob(&self.0, &name)
+    }
+}
+
+/// Wildcard match with backtracking to the last `*` only: linear in practice, and
+/// never exponential whatever the pattern.
+fn glob(p: &[char], s: &[char]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// One accepted retriever.
+#[derive(Debug, Clone)]
+pub struct Retriever {
+    /// The subject as configured.
+    pub subject: String,
+    canonical: Vec<u8>,
+    users: Vec<Pattern>,
+    /// Lifetime cap for the certificates it obtains.
+    pub lifetime: Option<Duration>,
+}
+
+impl Retriever {
+    /// Parses a configuration entry; the error names the field.
+    pub fn from_entry(e: &RetrieverEntry) -> Result<Self, String> {
+        let der = dn::parse_slash(&e.subject).map_err(|err| format!("subject: {err}"))?;
+        let canonical = canonical_name(&der).map_err(|err| format!("subject: {err}"))?;
+        if e.users.is_empty() {
+            return Err(
+                "users: the list is empty; list names or patterns, or \"*\" for all".into(),
+            );
+        }
+        let users = e
+            .users
+            .iter()
+            .map(|u| Pattern::parse(u).map_err(|err| format!("users: {err}")))
+            .collect::<Result<_, _>>()?;
+        if e.lifetime.is_some_and(|l| l < Duration::from_secs(60)) {
+            return Err("lifetime: must be at least one minute".into());
+        }
+        Ok(Retriever {
+            subject: e.subject.clone(),
+            canonical,
+            users,
+            lifetime: e.lifetime,
+        })
+    }
+
+    /// Whether it may ask for `username`.
+    pub fn allows(&self, username: &str) -> bool {
+        self.users.iter().any(|p| p.matches(username))
+    }
+}
+
+/// The `[[retrievers]]` checks of `Config::check`, as (key, message).
+pub(crate) fn check_config(cfg: &Config) -> Result<(), (&'static str, String)> {
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    for (i, e) in cfg.retrievers.iter().enumerate() {
+        let r = Retriever::from_entry(e).map_err(|m| {
+            (
+                "retrievers",
+                format!("entry {} ({:?}): {m}", i + 1, e.subject),
+            )
+        })?;
+        if seen.contains(&r.canonical) {
+            return Err((
+                "retrievers",
+                format!(
+                    "entry {} ({:?}): the same subject is listed twice",
+                    i + 1,
+                    e.subject
+                ),
+            ));
+        }
+        seen.push(r.canonical);
+    }
+    if cfg.auth.retriever && !cfg.retrievers.is_empty() && cfg.auth.retriever_anchors.is_empty() {
+        return Err((
+            "auth.retriever_anchors",
+            "retrievers are listed but no anchor file is: no retriever certificate could verify"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One line about an entry, for `config check` and `retriever list`.
+pub fn describe_entry(e: &RetrieverEntry) -> String {
+    let mut s = format!("{}  users: {}", e.subject, e.users.join(", "));
+    if let Some(l) = e.lifetime {
+        s.push_str(&format!("  lifetime: {}", humantime::format_duration(l)));
+    }
+    s
+}
+
+/// The accepted retrievers and their anchors, loaded at start-up.
+#[derive(Debug)]
+pub struct Retrievers {
+    enabled: bool,
+    anchors: Vec<TrustAnchor<'static>>,
+    list: Vec<Retriever>,
+}
+
+impl Retrievers {
+    /// Reads the anchor files and parses the entries (already checked with the
+    /// configuration); errors name the file.
+    pub fn load(cfg: &Config) -> Result<Self, StartError> {
+        let mut anchors = Vec::new();
+        for path in &cfg.auth.retriever_anchors {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                StartError::Invalid(format!(
+                    "auth.retriever_anchors: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let certs = pem_certificates(&text).map_err(|e| {
+                StartError::Invalid(format!("auth.retriever_anchors: {}: {e}", path.display()))
+            })?;
+            if certs.is_empty() {
+                return Err(StartError::Invalid(format!(
+                    "auth.retriever_anchors: {}: no CERTIFICATE block found",
+                    path.display()
+                )));
+            }
+            for der in certs {
+                anchors.push(anchor(&der).map_err(|e| {
+                    StartError::Invalid(format!(
+                        "auth.retriever_anchors: {}: unusable certificate: {e}",
+                        path.display()
+                    ))
+                })?);
+            }
+        }
+        let list = cfg
+            .retrievers
+            .iter()
+            .map(|e| Retriever::from_entry(e).map_err(StartError::Invalid))
+            .collect::<Result<_, _>>()?;
+        Ok(Retrievers {
+            enabled: cfg.auth.retriever,
+            anchors,
+            list,
+        })
+    }
+
+    /// The configured retrievers.
+    pub fn list(&self) -> &[Retriever] {
+        &self.list
+    }
+
+    /// Authenticates a client chain as a retriever asking for `username`: the
+    /// retriever's entry and the retriever certificate's actual subject (one-line
+    /// form, for the record).
+    pub fn authenticate(
+        &self,
+        chain: &[CertificateDer<'static>],
+        username: &str,
+        now: OffsetDateTime,
+    ) -> Result<(&Retriever, String), ApiError> {
+        if !self.enabled {
+            return Err(ApiError::RetrieverAuthDisabled);
+        }
+        let leaf = chain.first().ok_or(ApiError::ClientCertMissing)?;
+        verify_chain(chain, &self.anchors, now).map_err(ApiError::ClientCertNotVerified)?;
+        let (_, cert) = X509Certificate::from_der(leaf)
+            .map_err(|e| ApiError::ClientCertNotVerified(format!("it is unreadable: {e}")))?;
+        let subject = oneline(cert.subject());
+        let canonical = canonical_name(cert.subject().as_raw())
+            .map_err(|_| ApiError::NotARetriever(subject.clone()))?;
+        let r = self
+            .list
+            .iter()
+            .find(|r| r.canonical == canonical)
+            .ok_or_else(|| ApiError::NotARetriever(subject.clone()))?;
+        if !r.allows(username) {
+            return Err(ApiError::RetrieverUserNotAllowed {
+                user: username.to_string(),
+                retriever: subject,
+            });
+        }
+        Ok((r, subject))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Pattern {
+        Pattern::parse(s).unwrap()
+    }
+
+    #[test]
+    fn globs() {
+        assert!(p("*").matches("anyone"));
+        assert!(p("alice").matches("alice"));
+        assert!(!p("alice").matches("alice2"));
+        assert!(p("lab-*").matches("lab-"));
+        assert!(p("lab-*").matches("lab-x.y"));
+        assert!(!p("lab-*").matches("xlab-1"));
+        assert!(p("a?c").matches("abc"));
+        assert!(!p("a?c").matches("ac"));
+        assert!(p("*@example.org").matches("bob@example.org"));
+        assert!(!p("*@example.org").matches("bob@example.org.evil"));
+        assert!(p("a*b*c").matches("aXbYbZc"));
+        assert!(p("é*").matches("éa"));
+        // No exponential blow-up.
+        assert!(!p("*a*a*a*a*a*a*a*a*a*a*b").matches(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn bad_patterns_are_named() {
+        for (text, needle) in [
+            ("", "empty"),
+            ("a b", "' '"),
+            ("[ab]", "'['"),
+            ("a/b", "'/'"),
+        ] {
+            let e = Pattern::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn entries() {
+        let entry = |subject: &str, users: &[&str]| RetrieverEntry {
+            subject: subject.into(),
+            users: users.iter().map(|s| s.to_string()).collect(),
+            lifetime: None,
+        };
+        assert!(Retriever::from_entry(&entry("/CN=portal", &["*"])).is_ok());
+        let e = Retriever::from_entry(&entry("CN=portal", &["*"])).unwrap_err();
+        assert!(e.starts_with("subject:"), "{e}");
+        let e = Retriever::from_entry(&entry("/CN=portal", &[])).unwrap_err();
+        assert!(e.starts_with("users:"), "{e}");
+        let e = Retriever::from_entry(&entry("/CN=portal", &["ok", "no way"])).unwrap_err();
+        assert!(e.contains("\"no way\""), "{e}");
+    }
+}
