@@ -3,6 +3,7 @@
 //! certificates.
 
 mod certs;
+mod crl_cmd;
 mod files;
 mod getcert;
 mod init;
@@ -72,6 +73,11 @@ enum Command {
         #[command(subcommand)]
         command: certs::CertCommand,
     },
+    /// Sign CRLs the server does not publish itself.
+    Crl {
+        #[command(subcommand)]
+        command: CrlCommand,
+    },
     /// Show the trusted retrievers.
     Retriever {
         /// The configuration file.
@@ -89,6 +95,13 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CrlCommand {
+    /// Sign an empty CRL with a CA key at hand, normally the offline root (nginx's
+    /// ssl_crl wants a CRL for every CA of the chain).
+    Root(crl_cmd::RootCrlArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +181,9 @@ async fn run(command: Command) -> Result<()> {
             store.close().await;
             r
         }
+        Command::Crl {
+            command: CrlCommand::Root(args),
+        } => crl_cmd::run(&args, time::OffsetDateTime::now_utc()),
         Command::Retriever { config, command } => {
             retrievers::run(command, &Config::load(&config_arg(config)?)?)
         }

@@ -383,32 +383,27 @@ impl Drop for Nginx {
 }
 
 /// nginx (OpenSSL's CRL_CHECK_ALL) wants a CRL for every CA of the chain, the root
-/// too; the root's key stays offline in a real deployment, so the test signs the
-/// root's (empty) CRL with `openssl ca`, as an operator would.
+/// too; the operator signs the root's (empty) CRL with `onlineca crl root` where the
+/// root key is kept.
 fn root_crl(ca: &TestCa) -> String {
-    let d = ca.path("rootca");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("index.txt"), "").unwrap();
-    std::fs::write(d.join("crlnumber"), "01\n").unwrap();
-    let cnf = format!(
-        "[ca]\ndefault_ca = root\n[root]\ndatabase = {d}/index.txt\ncrlnumber = {d}/crlnumber\n\
-         default_md = sha256\ndefault_crl_days = 30\n",
-        d = d.display()
-    );
-    std::fs::write(d.join("ca.cnf"), cnf).unwrap();
-    let out = d.join("root.crl");
+    let out = ca.path("root-crl.pem");
+    ok(onlineca()
+        .args(["crl", "root", "--next-update", "30days", "--cert"])
+        .arg(ca.root_pem())
+        .arg("--key")
+        .arg(ca.home.join("ca/root.key"))
+        .arg("--out")
+        .arg(&out));
+    let text = crl_text(&out);
+    assert!(text.contains("No Revoked Certificates"), "{text}");
+    // OpenSSL accepts its signature against the root.
     ok(&mut openssl(&[
-        "ca",
-        "-gencrl",
-        "-batch",
-        "-config",
-        d.join("ca.cnf").to_str().unwrap(),
-        "-keyfile",
-        ca.home.join("ca/root.key").to_str().unwrap(),
-        "-cert",
-        ca.root_pem().to_str().unwrap(),
-        "-out",
+        "crl",
+        "-noout",
+        "-in",
         out.to_str().unwrap(),
+        "-CAfile",
+        ca.root_pem().to_str().unwrap(),
     ]));
     std::fs::read_to_string(out).unwrap()
 }
