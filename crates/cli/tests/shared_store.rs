@@ -1,0 +1,129 @@
+//! Several instances on one PostgreSQL database: the deployment for when one server
+//! is not enough. Two real servers share users and the issued-certificate record.
+
+mod common;
+
+use common::*;
+use sqlx::Connection;
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A fresh schema on the test PostgreSQL, or None (a loud skip; a failure in CI).
+fn pg_schema(rt: &tokio::runtime::Runtime) -> Option<(String, String)> {
+    let base = std::env::var("ONLINECA_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
+    let schema = format!(
+        "e2e_{}",
+        random_password()
+            .to_ascii_lowercase()
+            .replace(['-', '_'], "")
+    );
+    let made = rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(&base).await?;
+        // The name is ours: letters and digits only.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut c)
+            .await?;
+        Ok::<_, sqlx::Error>(())
+    });
+    match made {
+        Ok(()) => {
+            let sep = if base.contains('?') { '&' } else { '?' };
+            Some((
+                format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                schema,
+            ))
+        }
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("PostgreSQL at {base} is needed in CI: {e}")
+        }
+        Err(e) => {
+            eprintln!("\n!!!!!!!! SKIPPED: no PostgreSQL at {base} ({e}) !!!!!!!!\n");
+            None
+        }
+    }
+}
+
+fn drop_schema(rt: &tokio::runtime::Runtime, schema: &str) {
+    let base = std::env::var("ONLINECA_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
+    let _ = rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(&base).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut c)
+            .await
+    });
+}
+
+#[test]
+fn two_servers_share_one_postgresql_store() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some((url, schema)) = pg_schema(&rt) else {
+        return;
+    };
+    let store_line = format!("url = \"{url}\"");
+
+    let mut a = TestCa::init(&[]);
+    a.edit_config("url = \"sqlite://onlineca.db\"", &store_line);
+    a.start();
+    // The second instance: the same CA files and the same database.
+    let mut b = TestCa::init(&[]);
+    for f in [
+        "ca/issuing.pem",
+        "ca/issuing.key",
+        "ca/root.pem",
+        "tls/server.pem",
+        "tls/server.key",
+    ] {
+        std::fs::copy(a.home.join(f), b.home.join(f)).unwrap();
+    }
+    b.edit_config("url = \"sqlite://onlineca.db\"", &store_line);
+    b.start();
+
+    // A user added once exists for both.
+    let pw = a.add_user("alice");
+    let (_k, csr) = make_csr(a.dir.path(), "s", "ec", Some("P-256"), "/CN=dummy", &[]);
+    let mut serials = Vec::new();
+    for (i, ca) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let r = ca.post_csr("alice", &pw, &csr);
+        assert_eq!(r.status, 200, "instance {i}: {}", r.text());
+        let p = a.path(&format!("s{i}.pem"));
+        std::fs::write(&p, &r.body).unwrap();
+        let out = ok(&mut openssl(&[
+            "x509",
+            "-noout",
+            "-serial",
+            "-in",
+            p.to_str().unwrap(),
+        ]));
+        serials.push(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .trim_start_matches("serial=")
+                .to_ascii_lowercase(),
+        );
+    }
+    // Every certificate from either instance is in the one record.
+    let recorded = rt.block_on(async {
+        let store = onlineca_store::open(&url).await.unwrap();
+        let mut found = Vec::new();
+        for s in &serials {
+            found.push(store.get_issued(s).await.unwrap().map(|c| c.username));
+        }
+        found
+    });
+    assert_eq!(recorded, vec![Some("alice".to_string()); 4]);
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), 4);
+    // Removing the user through one instance's configuration refuses it on both.
+    ok(onlineca()
+        .args(["user", "remove", "alice", "--config"])
+        .arg(&b.config));
+    assert_eq!(a.post_csr("alice", &pw, &csr).status, 401);
+    assert_eq!(b.post_csr("alice", &pw, &csr).status, 401);
+    drop(a);
+    drop(b);
+    drop_schema(&rt, &schema);
+}
