@@ -236,7 +236,7 @@ fn config_text(args: &InitArgs, chain: bool) -> String {
 
 [server]
 listen = "{listen}"          # address:port of the HTTPS listener
-prefix = "/onlineca"               # mount prefix: POST {{prefix}}/certificate/, GET {{prefix}}/trustroots/
+prefix = "/onlineca"               # mount prefix: POST {{prefix}}/certificate/, GET {{prefix}}/trustroots/ and /crl
 max_body = 65536                   # largest request body accepted, bytes
 request_timeout = "30s"            # longest a request may take, upload included
 handshake_timeout = "10s"          # longest a TLS handshake (and request headers) may take
@@ -256,7 +256,7 @@ key = "ca/issuing.key"
 subject = "/O={org}/OU=Users/CN={{username}}"   # {{username}} is the authenticated user
 lifetime = "{lifetime}"                   # lifetime of issued certificates
 backdate = "5m"                    # notBefore this far in the past, for skewed clocks
-# crl_url = "https://ca.example.org/onlineca/crl"   # CRL distribution point, if published
+# crl_url = "https://ca.example.org/onlineca/crl"   # CRL distribution point written into certificates
 
 [auth]
 password = true                    # HTTP Basic username + password
@@ -273,6 +273,15 @@ url = "sqlite://onlineca.db"       # or postgres://user@host/db when instances s
 [trustroots]
 format = "fields"                  # "fields" (TRUSTED_CERTS + FILEDATA_, the seed's) or "files" (deployed clients')
 extra = []                         # more PEM files of CA certificates to publish
+                                   # (the current CRL is published here too, as <hash>.r0)
+
+[crl]
+# GET {{prefix}}/crl serves the issuing CA's CRL (DER; ?format=pem for PEM), from memory.
+# Revoke with `onlineca cert revoke`; servers notice within `poll` and sign a new CRL
+# with a higher number (shared by every instance on the same store).
+next_update = "1h"                 # nextUpdate written into each CRL: this long after thisUpdate
+refresh = "30m"                    # a new CRL at least this often (shorter than next_update)
+poll = "5s"                        # how often the store is asked whether anything was revoked
 
 # Trusted retrievers: a portal that authenticated its users itself presents its own
 # client certificate (chaining to [auth] retriever_anchors) and names the user as the

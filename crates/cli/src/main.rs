@@ -1,6 +1,9 @@
-//! The `onlineca` command: create a CA, serve it, manage its users, and (on the
-//! user's side) fetch trust roots and get certificates.
+//! The `onlineca` command: create a CA, serve it, manage its users and the
+//! certificates it issued, and (on the user's side) fetch trust roots and get
+//! certificates.
 
+mod certs;
+mod crl_cmd;
 mod files;
 mod getcert;
 mod init;
@@ -62,6 +65,19 @@ enum Command {
         #[command(subcommand)]
         command: users::UserCommand,
     },
+    /// The issued certificates: list, show, revoke.
+    Cert {
+        /// The configuration file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: certs::CertCommand,
+    },
+    /// Sign CRLs the server does not publish itself.
+    Crl {
+        #[command(subcommand)]
+        command: CrlCommand,
+    },
     /// Show the trusted retrievers.
     Retriever {
         /// The configuration file.
@@ -79,6 +95,13 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CrlCommand {
+    /// Sign an empty CRL with a CA key at hand, normally the offline root (nginx's
+    /// ssl_crl wants a CRL for every CA of the chain).
+    Root(crl_cmd::RootCrlArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +173,17 @@ async fn run(command: Command) -> Result<()> {
             store.close().await;
             r
         }
+        Command::Cert { config, command } => {
+            let cfg = Config::load(&config_arg(config)?)?;
+            let store = onlineca_store::open(&cfg.store.url).await?;
+            let now = time::OffsetDateTime::now_utc();
+            let r = certs::run(command, store.as_ref(), now, cfg.crl.poll).await;
+            store.close().await;
+            r
+        }
+        Command::Crl {
+            command: CrlCommand::Root(args),
+        } => crl_cmd::run(&args, time::OffsetDateTime::now_utc()),
         Command::Retriever { config, command } => {
             retrievers::run(command, &Config::load(&config_arg(config)?)?)
         }

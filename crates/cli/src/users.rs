@@ -4,8 +4,9 @@ use std::io::BufRead;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use onlineca_core::crl::Reason;
 use onlineca_core::password;
-use onlineca_store::{Store, StoreError, User};
+use onlineca_store::{IssuedFilter, StatusFilter, Store, StoreError, User};
 use time::OffsetDateTime;
 
 /// Shortest password accepted.
@@ -30,8 +31,22 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Remove a user (certificates already issued stay valid until they expire).
+    /// Remove a user (certificates already issued stay valid until they expire,
+    /// unless --revoke).
     Remove {
+        /// The username.
+        name: String,
+        /// Also revoke the user's unexpired certificates (reason cessationOfOperation).
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Disable a user: no certificate by password, retriever or renewal until enabled.
+    Disable {
+        /// The username.
+        name: String,
+    },
+    /// Enable a disabled user.
+    Enable {
         /// The username.
         name: String,
     },
@@ -106,10 +121,48 @@ pub async fn run(
             store.set_password(&name, &hash, now).await?;
             eprintln!("password of {name:?} changed");
         }
-        UserCommand::Remove { name } => match store.remove_user(&name).await {
-            Ok(()) => eprintln!(
-                "removed user {name:?}; certificates already issued stay valid until they expire"
-            ),
+        UserCommand::Remove { name, revoke } => {
+            if store.get_user(&name).await?.is_none() {
+                bail!("no user {name:?}");
+            }
+            let revoked = if revoke {
+                store
+                    .revoke_user(&name, now, Reason::CessationOfOperation.code())
+                    .await?
+            } else {
+                0
+            };
+            match store.remove_user(&name).await {
+                Ok(()) => {}
+                Err(StoreError::UserNotFound(_)) => bail!("no user {name:?}"),
+                Err(e) => return Err(e.into()),
+            }
+            let valid = valid_count(store, &name, now).await?;
+            if revoke {
+                eprintln!("removed user {name:?} and revoked {revoked} certificate(s)");
+            } else if valid > 0 {
+                eprintln!(
+                    "removed user {name:?}; {valid} certificate(s) remain valid until they expire \
+                     (revoke them with: onlineca cert revoke --user {name}, or use user remove --revoke)"
+                );
+            } else {
+                eprintln!("removed user {name:?}; no valid certificates remain");
+            }
+        }
+        UserCommand::Disable { name } => {
+            match store.set_disabled(&name, true, now).await {
+                Ok(()) => {}
+                Err(StoreError::UserNotFound(_)) => bail!("no user {name:?}"),
+                Err(e) => return Err(e.into()),
+            }
+            let valid = valid_count(store, &name, now).await?;
+            eprintln!(
+                "disabled user {name:?}: no new certificates by any method; {valid} certificate(s) \
+                 stay valid until they expire unless revoked (onlineca cert revoke --user {name})"
+            );
+        }
+        UserCommand::Enable { name } => match store.set_disabled(&name, false, now).await {
+            Ok(()) => eprintln!("enabled user {name:?}"),
             Err(StoreError::UserNotFound(_)) => bail!("no user {name:?}"),
             Err(e) => return Err(e.into()),
         },
@@ -129,4 +182,14 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// How many of `name`'s certificates are neither revoked nor expired at `now`.
+async fn valid_count(store: &dyn Store, name: &str, now: OffsetDateTime) -> Result<usize> {
+    let filter = IssuedFilter {
+        username: Some(name.to_string()),
+        status: Some(StatusFilter::Valid(now)),
+        ..Default::default()
+    };
+    Ok(store.list_issued(&filter).await?.len())
 }

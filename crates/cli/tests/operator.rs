@@ -456,11 +456,15 @@ sys.stdout.write(data)
         text.starts_with("200\n-----BEGIN CERTIFICATE-----"),
         "{text}"
     );
-    // Its trust-roots call, in the encoding it reads (files): every key a file name.
+    // Its trust-roots call, in the encoding it reads (files): every key a file name
+    // (certificates, signing policies, and the CRL as <hash>.r0).
     let r = ca.curl(&[&ca.url("trustroots/?format=files")]);
     for line in r.text().lines() {
         let (k, _) = line.split_once('=').unwrap();
-        assert!(k.ends_with(".0") || k.ends_with(".signing_policy"), "{k}");
+        assert!(
+            k.ends_with(".0") || k.ends_with(".signing_policy") || k.ends_with(".r0"),
+            "{k}"
+        );
     }
 }
 

@@ -195,31 +195,16 @@ fn count_issued(ca: &TestCa) -> u64 {
     })
 }
 
+/// Disables a user with the operator's command.
 fn set_disabled(ca: &TestCa, user: &str) {
-    runtime().block_on(async {
-        let store = onlineca_store::open(&store_url(ca)).await.unwrap();
-        store
-            .set_disabled(user, true, time::OffsetDateTime::now_utc())
-            .await
-            .unwrap();
-        store.close().await;
-    });
+    let (_, err) = ca.cli_ok(&["user", "disable", user]);
+    assert!(err.contains("disabled user"), "{err}");
 }
 
-/// The store has no revocation call yet (it comes with the revocation issue): set the
-/// column the renewal check reads directly.
+/// Revokes a certificate with the operator's command.
 fn set_revoked(ca: &TestCa, serial: &str) {
-    runtime().block_on(async {
-        let pool = sqlx::SqlitePool::connect(&store_url(ca)).await.unwrap();
-        let done = sqlx::query("UPDATE certificates SET revoked_at = ?1 WHERE serial = ?2")
-            .bind(time::OffsetDateTime::now_utc().unix_timestamp())
-            .bind(serial)
-            .execute(&pool)
-            .await
-            .unwrap();
-        assert_eq!(done.rows_affected(), 1);
-        pool.close().await;
-    });
+    let (_, err) = ca.cli_ok(&["cert", "revoke", serial, "--reason", "keyCompromise"]);
+    assert!(err.contains("revoked certificate"), "{err}");
 }
 
 /// A CA with one retriever (subject written in other case than in its certificate,

@@ -66,6 +66,7 @@ fn two_servers_share_one_postgresql_store() {
 
     let mut a = TestCa::init(&[]);
     a.edit_config("url = \"sqlite://onlineca.db\"", &store_line);
+    a.edit_config("poll = \"5s\"", "poll = \"200ms\"");
     a.start();
     // The second instance: the same CA files and the same database.
     let mut b = TestCa::init(&[]);
@@ -79,6 +80,7 @@ fn two_servers_share_one_postgresql_store() {
         std::fs::copy(a.home.join(f), b.home.join(f)).unwrap();
     }
     b.edit_config("url = \"sqlite://onlineca.db\"", &store_line);
+    b.edit_config("poll = \"5s\"", "poll = \"200ms\"");
     b.start();
 
     // A user added once exists for both.
@@ -114,6 +116,20 @@ fn two_servers_share_one_postgresql_store() {
         found
     });
     assert_eq!(recorded, vec![Some("alice".to_string()); 4]);
+
+    // Revoked through one instance's configuration: both notice and publish it, and
+    // their CRL numbers come from one counter in the store, so never the same twice.
+    let na0 = crl_number(&a.fetch_crl("a-crl0.pem"));
+    let nb0 = crl_number(&b.fetch_crl("b-crl0.pem"));
+    assert_ne!(na0, nb0);
+    a.cli_ok(&["cert", "revoke", &serials[0], "--reason", "keyCompromise"]);
+    let (a_crl, na1) = a.wait_for_crl_after(na0, "a-crl1.pem");
+    let (b_crl, nb1) = b.wait_for_crl_after(nb0, "b-crl1.pem");
+    assert_ne!(na1, nb1);
+    for crl in [&a_crl, &b_crl] {
+        let text = crl_text(crl);
+        assert!(text.contains(&serials[0].to_uppercase()), "{text}");
+    }
     serials.sort();
     serials.dedup();
     assert_eq!(serials.len(), 4);

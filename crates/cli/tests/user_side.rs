@@ -34,10 +34,12 @@ fn trustroots_pinned_by_the_root_fingerprint_writes_a_capath() {
     assert!(out.status.success(), "{}", text(&out));
     let said = text(&out);
     assert!(said.contains("pinned CA found"), "{said}");
-    assert!(said.contains("4 added"), "{said}");
+    // Two CA certificates, their signing policies, and the issuing CA's CRL.
+    assert!(said.contains("5 added"), "{said}");
     let files = listing(&dir);
-    assert_eq!(files.len(), 4, "{files:?}");
+    assert_eq!(files.len(), 5, "{files:?}");
     assert_eq!(files.iter().filter(|f| f.ends_with(".0")).count(), 2);
+    assert_eq!(files.iter().filter(|f| f.ends_with(".r0")).count(), 1);
     assert_eq!(
         files
             .iter()
@@ -119,13 +121,13 @@ fn trustroots_refresh_checks_the_existing_dir_and_touches_nothing_else() {
         said.contains(&format!("changed {}", dir.join(&policy).display())),
         "{said}"
     );
-    assert!(said.contains("0 added, 1 changed, 3 unchanged"), "{said}");
+    assert!(said.contains("0 added, 1 changed, 4 unchanged"), "{said}");
     assert_eq!(
         std::fs::read_to_string(dir.join("mine.pem.txt")).unwrap(),
         "not ours"
     );
     assert_ne!(std::fs::read_to_string(dir.join(&policy)).unwrap(), "stale");
-    assert_eq!(listing(&dir).len(), 5, "no temporary files left");
+    assert_eq!(listing(&dir).len(), 6, "no temporary files left");
 
     // A refresh against a directory trusting another CA: refused, with the
     // fingerprint of the certificate the server presented.
@@ -157,7 +159,7 @@ fn trustroots_reads_the_deployed_files_encoding_too() {
     let dir = ca.path("tr");
     let out = trustroots(&ca, &dir, &["--fingerprint", &fingerprint(&ca.root_pem())]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(listing(&dir).len(), 4);
+    assert_eq!(listing(&dir).len(), 5, "certificates, policies and the CRL");
 }
 
 /// A CA with alice and pinned trust roots; returns (ca, password, trust dir).

@@ -3,10 +3,11 @@
 //! Everything a certificate authority decides lives here, with no HTTP and no SQL:
 //! checking a certificate signing request ([`csr`]), turning an authenticated identity
 //! into a subject ([`subject`]), the certificate profile and signing ([`profile`],
-//! [`issuer`]), creating a CA ([`pki`]), password hashing ([`password`]), the
-//! trust-roots bundle ([`trustroots`]) and distinguished names written in
-//! configuration ([`dn`]). Time is always passed in.
+//! [`issuer`]), revocation lists ([`crl`]), creating a CA ([`pki`]), password hashing
+//! ([`password`]), the trust-roots bundle ([`trustroots`]) and distinguished names
+//! written in configuration ([`dn`]). Time is always passed in.
 
+pub mod crl;
 pub mod csr;
 pub mod der;
 pub mod dn;

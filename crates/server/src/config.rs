@@ -294,12 +294,15 @@ pub struct Config {
     /// `[[retrievers]]`.
     #[serde(default)]
     pub retrievers: Vec<RetrieverEntry>,
+    /// `[crl]`.
+    #[serde(default)]
+    pub crl: crate::crl::CrlSection,
     /// The file this came from (not a key in it).
     #[serde(skip)]
     pub path: PathBuf,
 }
 
-mod humantime_serde {
+pub(crate) mod humantime_serde {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
@@ -417,6 +420,9 @@ impl Config {
         }
         crate::retriever::check_config(self)
             .map_err(|(key, message)| self.invalid(key, message))?;
+        if let Some((key, message)) = self.crl.problem() {
+            return Err(self.invalid(key, message));
+        }
         Ok(())
     }
 
@@ -497,6 +503,10 @@ impl Config {
                 crate::retriever::describe_entry(r),
             );
         }
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        line("crl.next_update", d(self.crl.next_update));
+        line("crl.refresh", d(self.crl.refresh));
+        line("crl.poll", d(self.crl.poll));
         out
     }
 }
@@ -612,6 +622,8 @@ mod tests {
             ("[certificate]\nsubject = \"/O=X\"\n", "certificate.subject"),
             ("[certificate]\nlifetime = \"twelve\"\n", "lifetime"),
             ("[trustroots]\nformat = \"xml\"\n", "format"),
+            ("[crl]\nrefresh = \"2h\"\n", "crl.refresh"),
+            ("[crl]\npoll = \"1ms\"\n", "crl.poll"),
         ] {
             let e = Config::load(&write(d.path(), &format!("{MINIMAL}{extra}")))
                 .unwrap_err()

@@ -6,6 +6,7 @@ pub mod body;
 pub mod client_cert;
 pub mod config;
 pub mod credentials;
+pub mod crl;
 pub mod error;
 pub mod issuance;
 pub mod renewal;

@@ -50,12 +50,20 @@ pub fn router(state: Arc<AppState>) -> Router {
     for path in ["trustroots", "trustroots/"] {
         r = r.route(&format!("{prefix}/{path}"), any(trustroots));
     }
+    for path in ["crl", "crl/"] {
+        r = r.route(&format!("{prefix}/{path}"), any(crate::crl::handler));
+    }
     r.fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), access_log))
         .with_state(state)
 }
 
-fn fail(state: &AppState, id: &RequestId, user: Option<String>, e: ApiError) -> Response {
+pub(crate) fn fail(
+    state: &AppState,
+    id: &RequestId,
+    user: Option<String>,
+    e: ApiError,
+) -> Response {
     let mut resp = e.to_response(&state.config.auth.realm, &id.0);
     resp.extensions_mut().insert(LogFields {
         user,
@@ -132,7 +140,7 @@ async fn trustroots(State(state): State<Arc<AppState>>, req: Request) -> Respons
             }
         }
     }
-    plain(StatusCode::OK, state.trustroots(enc).to_string())
+    plain(StatusCode::OK, state.trustroots(enc))
 }
 
 fn form_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
@@ -154,7 +162,7 @@ fn plain(status: StatusCode, body: String) -> Response {
     resp
 }
 
-fn request_id(req: &Request) -> RequestId {
+pub(crate) fn request_id(req: &Request) -> RequestId {
     req.extensions()
         .get::<RequestId>()
         .cloned()

@@ -30,6 +30,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let tls = TlsAcceptor::from(server_config(&state.config.tls)?);
+    let crl_task = crate::crl::start(state.clone()).await;
     let server = &state.config.server;
     let handshake_timeout = server.handshake_timeout;
     let grace = server.shutdown_grace;
@@ -111,6 +112,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    crl_task.abort();
     tracing::info!("shutting down: no new connections; waiting for requests in flight");
     if tokio::time::timeout(grace, graceful.shutdown())
         .await

@@ -11,6 +11,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::auth::Lockout;
 use crate::config::Config;
 use crate::credentials::ClientAuth;
+use crate::crl::CrlCell;
 use crate::renewal::Renewal;
 use crate::retriever::Retrievers;
 
@@ -58,10 +59,9 @@ pub struct AppState {
     pub lockout: Lockout,
     /// Retrievers and renewal: what client certificates are checked against.
     pub client_auth: ClientAuth,
-    /// The trust-roots response in each encoding, built once.
-    pub trustroots_fields: String,
-    /// See `trustroots_fields`.
-    pub trustroots_files: String,
+    /// The published CRL and the trust-roots responses that carry it, rebuilt
+    /// together when a new CRL is signed.
+    pub crl: CrlCell,
 }
 
 /// Reads a file named by the configuration.
@@ -88,6 +88,8 @@ impl AppState {
             .subject_template()
             .map_err(|e| StartError::Invalid(e.to_string()))?;
         let bundle = trust_bundle(&config, &ca, &chain_pem, &template)?;
+        let issuer_hash = trustroots::cert_subject_hash(ca.cert_der())
+            .map_err(|e| StartError::Invalid(format!("issuing CA: {e}")))?;
         let profile = Profile {
             template,
             lifetime: config.certificate.lifetime,
@@ -101,8 +103,7 @@ impl AppState {
         Ok(AppState {
             client_auth,
             lockout: Lockout::new(config.auth.max_failures, config.auth.lockout),
-            trustroots_fields: bundle.encode(Encoding::Fields),
-            trustroots_files: bundle.encode(Encoding::Files),
+            crl: CrlCell::new(bundle, issuer_hash),
             config,
             ca,
             profile,
@@ -110,11 +111,12 @@ impl AppState {
         })
     }
 
-    /// The trust-roots response in `enc`.
-    pub fn trustroots(&self, enc: Encoding) -> &str {
+    /// The trust-roots response in `enc`, with the current CRL.
+    pub fn trustroots(&self, enc: Encoding) -> String {
+        let published = self.crl.current();
         match enc {
-            Encoding::Fields => &self.trustroots_fields,
-            Encoding::Files => &self.trustroots_files,
+            Encoding::Fields => published.trustroots_fields.clone(),
+            Encoding::Files => published.trustroots_files.clone(),
         }
     }
 }

@@ -131,8 +131,59 @@ pub struct IssuedFilter {
     pub username: Option<String>,
     /// Only certificates issued at or after this time.
     pub since: Option<OffsetDateTime>,
+    /// Only certificates in this state.
+    pub status: Option<StatusFilter>,
     /// At most this many certificates (the newest ones).
     pub limit: Option<u32>,
+}
+
+/// A certificate state to list; the time the state is judged at is passed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Not revoked and not expired at this time.
+    Valid(OffsetDateTime),
+    /// Expired at this time (`not_after` at or before it), revoked or not.
+    Expired(OffsetDateTime),
+    /// Revoked, expired or not.
+    Revoked,
+}
+
+/// What [`Store::revoke`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// The certificate is now revoked.
+    Revoked,
+    /// It was already revoked; nothing changed.
+    AlreadyRevoked {
+        /// When it was revoked.
+        at: OffsetDateTime,
+        /// The reason code recorded then.
+        reason: Option<i32>,
+    },
+    /// No certificate has this serial.
+    NotFound,
+}
+
+/// One revoked certificate, as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    /// Lowercase hex of the serial number's bytes.
+    pub serial: String,
+    /// When it was revoked.
+    pub revoked_at: OffsetDateTime,
+    /// The CRL reason code, if one was recorded.
+    pub reason: Option<i32>,
+}
+
+/// A cheap fingerprint of the revocations in the store: it changes whenever a
+/// certificate is revoked (revocations are never undone), so a server can poll it to
+/// learn that its CRL is stale.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RevocationMark {
+    /// How many certificates are revoked.
+    pub count: u64,
+    /// The latest revocation time, as Unix seconds.
+    pub latest: Option<i64>,
 }
 
 /// Storage of users and issued certificates.
@@ -163,6 +214,20 @@ pub trait Store: Send + Sync + 'static {
     async fn list_issued(&self, filter: &IssuedFilter) -> Result<Vec<IssuedCert>>;
     /// How many certificates are recorded.
     async fn count_issued(&self) -> Result<u64>;
+    /// Revokes one certificate (serial in hex, any case) at `at` with a CRL reason
+    /// code. Revoking a revoked certificate changes nothing and says so.
+    async fn revoke(&self, serial: &str, at: OffsetDateTime, reason: i32) -> Result<RevokeOutcome>;
+    /// Revokes every certificate of `username` that is neither revoked nor expired at
+    /// `at`; returns how many were revoked.
+    async fn revoke_user(&self, username: &str, at: OffsetDateTime, reason: i32) -> Result<u64>;
+    /// The revoked certificates that have not expired at `now`, by serial: what a CRL
+    /// issued at `now` must list.
+    async fn revoked_unexpired(&self, now: OffsetDateTime) -> Result<Vec<RevokedEntry>>;
+    /// The current [`RevocationMark`].
+    async fn revocation_mark(&self) -> Result<RevocationMark>;
+    /// Takes the next CRL number: 1, 2, 3, ..., each handed out once, across every
+    /// process sharing the database.
+    async fn next_crl_number(&self) -> Result<u64>;
     /// Checks that the database answers; for health checks.
     async fn ping(&self) -> Result<()>;
     /// The schema version the database is at.
@@ -295,6 +360,103 @@ pub(crate) fn from_secs(column: &str, secs: i64) -> Result<OffsetDateTime> {
 /// The `LIMIT` bound for a filter: none is "all rows".
 pub(crate) fn limit_of(filter: &IssuedFilter) -> i64 {
     filter.limit.map_or(i64::MAX, i64::from)
+}
+
+/// A value bound to a statement built by [`list_issued_sql`].
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// The `list_issued` statement for `filter` and its arguments, in order.
+/// `placeholder(n)` spells the n-th (1-based) parameter in the backend's syntax.
+///
+/// Only fixed fragments go into the SQL (values are always bound), and each
+/// condition is a plain comparison on an indexed column, so the planner can use
+/// `(username, issued_at)`, `not_after`, `revoked_at` or `issued_at` as it sees fit
+/// (an `? IS NULL OR ...` form would defeat them).
+pub(crate) fn list_issued_sql(
+    filter: &IssuedFilter,
+    placeholder: fn(usize) -> String,
+) -> (String, Vec<Arg>) {
+    let mut conds: Vec<String> = Vec::new();
+    let mut args = Vec::new();
+    let bind = |args: &mut Vec<Arg>, a: Arg| {
+        args.push(a);
+        placeholder(args.len())
+    };
+    if let Some(u) = &filter.username {
+        conds.push(format!(
+            "username = {}",
+            bind(&mut args, Arg::Text(u.clone()))
+        ));
+    }
+    if let Some(since) = filter.since {
+        conds.push(format!(
+            "issued_at >= {}",
+            bind(&mut args, Arg::Int(to_secs(since)))
+        ));
+    }
+    match filter.status {
+        Some(StatusFilter::Valid(at)) => conds.push(format!(
+            "revoked_at IS NULL AND not_after > {}",
+            bind(&mut args, Arg::Int(to_secs(at)))
+        )),
+        Some(StatusFilter::Expired(at)) => conds.push(format!(
+            "not_after <= {}",
+            bind(&mut args, Arg::Int(to_secs(at)))
+        )),
+        Some(StatusFilter::Revoked) => conds.push("revoked_at IS NOT NULL".into()),
+        None => {}
+    }
+    let mut sql = concat!("SELECT ", cert_columns!(), " FROM certificates").to_string();
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    let limit = bind(&mut args, Arg::Int(limit_of(filter)));
+    sql.push_str(&format!(
+        " ORDER BY issued_at DESC, serial DESC LIMIT {limit}"
+    ));
+    (sql, args)
+}
+
+/// The [`RevocationMark`] query, the same on both backends; it reads only the
+/// `revoked_at` index.
+pub(crate) const REVOCATION_MARK: &str = "SELECT COUNT(revoked_at) AS n, MAX(revoked_at) AS latest \
+     FROM certificates WHERE revoked_at IS NOT NULL";
+
+/// Takes the next CRL number, the same on both backends (SQLite 3.35+ and PostgreSQL
+/// both have `RETURNING`).
+pub(crate) const NEXT_CRL_NUMBER: &str =
+    "UPDATE crl_number SET value = value + 1 WHERE id = 1 RETURNING value";
+
+/// The outcome of a revocation that changed no row: the certificate is either
+/// unknown or already revoked (`row` is what the store holds for the serial).
+pub(crate) fn already_revoked(row: Option<RevokedRow>) -> Result<RevokeOutcome> {
+    match row {
+        None => Ok(RevokeOutcome::NotFound),
+        Some(RevokedRow {
+            revoked_at: Some(at),
+            reason,
+        }) => Ok(RevokeOutcome::AlreadyRevoked { at, reason }),
+        // Unrevoked yet the guarded UPDATE matched nothing: cannot happen short of a
+        // concurrent schema change, so report it rather than pretend.
+        Some(_) => Err(StoreError::Unavailable(
+            "the certificate could not be revoked; try again".into(),
+        )),
+    }
+}
+
+/// The revocation columns of one certificate row.
+pub(crate) struct RevokedRow {
+    pub revoked_at: Option<OffsetDateTime>,
+    pub reason: Option<i32>,
+}
+
+/// Checks a count read from the database.
+pub(crate) fn count(n: i64) -> Result<u64> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
 }
 
 #[cfg(test)]

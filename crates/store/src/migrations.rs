@@ -9,7 +9,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 use crate::{Result, StoreError, map_err};
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// One step of the schema.
 pub(crate) struct Migration {
@@ -22,19 +22,20 @@ pub(crate) struct Migration {
 }
 
 /// SQLite schema. Times are BIGINT Unix seconds, booleans 0/1.
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    description: "users and certificates",
-    statements: &[
-        "CREATE TABLE users (
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "users and certificates",
+        statements: &[
+            "CREATE TABLE users (
             username      TEXT    NOT NULL PRIMARY KEY,
             password_hash TEXT    NOT NULL,
             disabled      INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
             created_at    BIGINT  NOT NULL,
             updated_at    BIGINT  NOT NULL
         )",
-        // No foreign key to users: the record of a certificate outlives its user.
-        "CREATE TABLE certificates (
+            // No foreign key to users: the record of a certificate outlives its user.
+            "CREATE TABLE certificates (
             serial            TEXT    NOT NULL PRIMARY KEY,
             username          TEXT    NOT NULL,
             subject           TEXT    NOT NULL,
@@ -49,27 +50,45 @@ pub(crate) const SQLITE: &[Migration] = &[Migration {
             revoked_at        BIGINT,
             revocation_reason INTEGER
         )",
-        "CREATE INDEX certificates_username_issued_at ON certificates (username, issued_at)",
-        // For listing everyone's newest certificates without a sort of the whole table.
-        "CREATE INDEX certificates_issued_at ON certificates (issued_at)",
-        "CREATE INDEX certificates_not_after ON certificates (not_after)",
-        "CREATE INDEX certificates_revoked_at ON certificates (revoked_at)",
+            "CREATE INDEX certificates_username_issued_at ON certificates (username, issued_at)",
+            // For listing everyone's newest certificates without a sort of the whole table.
+            "CREATE INDEX certificates_issued_at ON certificates (issued_at)",
+            "CREATE INDEX certificates_not_after ON certificates (not_after)",
+            "CREATE INDEX certificates_revoked_at ON certificates (revoked_at)",
+        ],
+    },
+    CRL_NUMBER,
+];
+
+/// Migration 2, the same text on both backends: the CRL number, one row that
+/// `UPDATE ... RETURNING` increments atomically, so that every instance sharing the
+/// database hands out a different, growing number.
+const CRL_NUMBER: Migration = Migration {
+    version: 2,
+    description: "CRL number counter",
+    statements: &[
+        "CREATE TABLE crl_number (
+            id    INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+            value BIGINT  NOT NULL
+        )",
+        "INSERT INTO crl_number (id, value) VALUES (1, 0)",
     ],
-}];
+};
 
 /// PostgreSQL schema; the same shape as [`SQLITE`].
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    description: "users and certificates",
-    statements: &[
-        "CREATE TABLE users (
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "users and certificates",
+        statements: &[
+            "CREATE TABLE users (
             username      TEXT    NOT NULL PRIMARY KEY,
             password_hash TEXT    NOT NULL,
             disabled      BOOLEAN NOT NULL DEFAULT FALSE,
             created_at    BIGINT  NOT NULL,
             updated_at    BIGINT  NOT NULL
         )",
-        "CREATE TABLE certificates (
+            "CREATE TABLE certificates (
             serial            TEXT    NOT NULL PRIMARY KEY,
             username          TEXT    NOT NULL,
             subject           TEXT    NOT NULL,
@@ -84,12 +103,14 @@ pub(crate) const POSTGRES: &[Migration] = &[Migration {
             revoked_at        BIGINT,
             revocation_reason INTEGER
         )",
-        "CREATE INDEX certificates_username_issued_at ON certificates (username, issued_at)",
-        "CREATE INDEX certificates_issued_at ON certificates (issued_at)",
-        "CREATE INDEX certificates_not_after ON certificates (not_after)",
-        "CREATE INDEX certificates_revoked_at ON certificates (revoked_at)",
-    ],
-}];
+            "CREATE INDEX certificates_username_issued_at ON certificates (username, issued_at)",
+            "CREATE INDEX certificates_issued_at ON certificates (issued_at)",
+            "CREATE INDEX certificates_not_after ON certificates (not_after)",
+            "CREATE INDEX certificates_revoked_at ON certificates (revoked_at)",
+        ],
+    },
+    CRL_NUMBER,
+];
 
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
     version     BIGINT NOT NULL PRIMARY KEY,

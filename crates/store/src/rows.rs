@@ -3,7 +3,10 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::{IssuedCert, Result, StoreError, User, from_secs};
+use crate::{
+    IssuedCert, Result, RevocationMark, RevokedEntry, RevokedRow, StoreError, User, count,
+    from_secs,
+};
 
 /// Reads one column, naming it in the error.
 fn get<'r, R, T>(row: &'r R, column: &'static str) -> Result<T>
@@ -80,5 +83,51 @@ where
         der: get(row, "der")?,
         revoked_at: get_opt_time(row, "revoked_at")?,
         revocation_reason: get(row, "revocation_reason")?,
+    })
+}
+
+/// Builds a [`RevokedEntry`] from a row with `serial, revoked_at, revocation_reason`.
+pub(crate) fn revoked_from_row<'r, R>(row: &'r R) -> Result<RevokedEntry>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let revoked = revoked_row(row)?;
+    Ok(RevokedEntry {
+        serial: get(row, "serial")?,
+        revoked_at: revoked
+            .revoked_at
+            .ok_or_else(|| StoreError::Corrupt("column revoked_at: NULL".into()))?,
+        reason: revoked.reason,
+    })
+}
+
+/// Reads the revocation columns of a certificate row.
+pub(crate) fn revoked_row<'r, R>(row: &'r R) -> Result<RevokedRow>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(RevokedRow {
+        revoked_at: get_opt_time(row, "revoked_at")?,
+        reason: get(row, "revocation_reason")?,
+    })
+}
+
+/// Builds a [`RevocationMark`] from the `n, latest` row of its query.
+pub(crate) fn mark_from_row<'r, R>(row: &'r R) -> Result<RevocationMark>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(RevocationMark {
+        count: count(get(row, "n")?)?,
+        latest: get(row, "latest")?,
     })
 }

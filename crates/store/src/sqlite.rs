@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::rows::{cert_from_row, user_from_row};
+use crate::rows::{cert_from_row, mark_from_row, revoked_from_row, revoked_row, user_from_row};
 use crate::{
-    IssuedCert, IssuedFilter, Result, Store, StoreError, User, found, is_unique_violation,
-    limit_of, map_err, migrations, to_secs,
+    Arg, IssuedCert, IssuedFilter, NEXT_CRL_NUMBER, REVOCATION_MARK, Result, RevocationMark,
+    RevokeOutcome, RevokedEntry, Store, StoreError, User, already_revoked, count, found,
+    is_unique_violation, list_issued_sql, map_err, migrations, to_secs,
 };
 
 /// How long SQLite waits for another process (e.g. the CLI) to release a lock.
@@ -253,39 +254,15 @@ impl Store for SqliteStore {
     }
 
     async fn list_issued(&self, filter: &IssuedFilter) -> Result<Vec<IssuedCert>> {
-        // One static statement per filter shape, so each gets a plan that uses the
-        // right index (an `? IS NULL OR ...` condition would defeat it).
-        let query = match (&filter.username, filter.since) {
-            (None, None) => sqlx::query(concat!(
-                "SELECT ",
-                cert_columns!(),
-                " FROM certificates ORDER BY issued_at DESC, serial DESC LIMIT ?"
-            )),
-            (Some(u), None) => sqlx::query(concat!(
-                "SELECT ",
-                cert_columns!(),
-                " FROM certificates WHERE username = ?",
-                " ORDER BY issued_at DESC, serial DESC LIMIT ?"
-            ))
-            .bind(u),
-            (None, Some(since)) => sqlx::query(concat!(
-                "SELECT ",
-                cert_columns!(),
-                " FROM certificates WHERE issued_at >= ?",
-                " ORDER BY issued_at DESC, serial DESC LIMIT ?"
-            ))
-            .bind(to_secs(since)),
-            (Some(u), Some(since)) => sqlx::query(concat!(
-                "SELECT ",
-                cert_columns!(),
-                " FROM certificates WHERE username = ? AND issued_at >= ?",
-                " ORDER BY issued_at DESC, serial DESC LIMIT ?"
-            ))
-            .bind(u)
-            .bind(to_secs(since)),
-        };
+        let (sql, args) = list_issued_sql(filter, |_| "?".into());
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for a in args {
+            query = match a {
+                Arg::Text(t) => query.bind(t),
+                Arg::Int(i) => query.bind(i),
+            };
+        }
         query
-            .bind(limit_of(filter))
             .fetch_all(&self.reader)
             .await
             .map_err(map_err)?
@@ -300,7 +277,80 @@ impl Store for SqliteStore {
             .await
             .and_then(|r| r.try_get("n"))
             .map_err(map_err)?;
-        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
+        count(n)
+    }
+
+    async fn revoke(&self, serial: &str, at: OffsetDateTime, reason: i32) -> Result<RevokeOutcome> {
+        let serial = serial.to_ascii_lowercase();
+        // One statement, so that two admins revoking at once cannot both "win".
+        let r = sqlx::query(
+            "UPDATE certificates SET revoked_at = ?, revocation_reason = ? \
+             WHERE serial = ? AND revoked_at IS NULL",
+        )
+        .bind(to_secs(at))
+        .bind(reason)
+        .bind(&serial)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() > 0 {
+            return Ok(RevokeOutcome::Revoked);
+        }
+        let row =
+            sqlx::query("SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?")
+                .bind(&serial)
+                .fetch_optional(&self.writer)
+                .await
+                .map_err(map_err)?;
+        already_revoked(row.as_ref().map(revoked_row).transpose()?)
+    }
+
+    async fn revoke_user(&self, username: &str, at: OffsetDateTime, reason: i32) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE certificates SET revoked_at = ?, revocation_reason = ? \
+             WHERE username = ? AND revoked_at IS NULL AND not_after > ?",
+        )
+        .bind(to_secs(at))
+        .bind(reason)
+        .bind(username)
+        .bind(to_secs(at))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn revoked_unexpired(&self, now: OffsetDateTime) -> Result<Vec<RevokedEntry>> {
+        sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial",
+        )
+        .bind(to_secs(now))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(revoked_from_row)
+        .collect()
+    }
+
+    async fn revocation_mark(&self) -> Result<RevocationMark> {
+        let row = sqlx::query(REVOCATION_MARK)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+        mark_from_row(&row)
+    }
+
+    async fn next_crl_number(&self) -> Result<u64> {
+        // Through the single writer connection; SQLite's write lock serialises other
+        // processes on the same file.
+        let n: i64 = sqlx::query(NEXT_CRL_NUMBER)
+            .fetch_one(&self.writer)
+            .await
+            .and_then(|r| r.try_get("value"))
+            .map_err(map_err)?;
+        count(n)
     }
 
     async fn ping(&self) -> Result<()> {

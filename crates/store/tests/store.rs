@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use onlineca_store::{IssuedCert, IssuedFilter, SCHEMA_VERSION, Store, StoreError, User, open};
+use onlineca_store::{
+    IssuedCert, IssuedFilter, RevocationMark, RevokeOutcome, SCHEMA_VERSION, StatusFilter, Store,
+    StoreError, User, open,
+};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -328,7 +331,7 @@ mod suite {
         let alice_since2 = IssuedFilter {
             username: Some("alice".into()),
             since: Some(at(2)),
-            limit: None,
+            ..Default::default()
         };
         assert_eq!(
             serials(&list(alice_since2.clone()).await),
@@ -532,6 +535,159 @@ mod suite {
         }
         assert_eq!(s.count_issued().await.unwrap(), 64);
     }
+
+    pub async fn status_filters(fx: Fixture) {
+        let s = fx.open().await;
+        let t0 = datetime!(2026-10-01 00:00:00 UTC);
+        let at = |h: i64| t0 + time::Duration::hours(h);
+        // Each lives one day from its issue hour.
+        for (serial, u, h) in [
+            ("01", "kim", 0),
+            ("02", "kim", 30),
+            ("03", "lee", 31),
+            ("04", "kim", 32),
+        ] {
+            s.record_issued(&cert(serial, u, at(h))).await.unwrap();
+        }
+        let now = at(33); // 01 has expired, the others are valid
+        assert_eq!(
+            s.revoke("04", at(32), 1).await.unwrap(),
+            RevokeOutcome::Revoked
+        );
+        assert_eq!(
+            s.revoke("01", at(33), 4).await.unwrap(),
+            RevokeOutcome::Revoked
+        );
+        let list = |status, username: Option<&str>| {
+            let s = s.clone();
+            let f = IssuedFilter {
+                status: Some(status),
+                username: username.map(str::to_string),
+                ..Default::default()
+            };
+            async move { s.list_issued(&f).await.unwrap() }
+        };
+        assert_eq!(
+            serials(&list(StatusFilter::Valid(now), None).await),
+            ["03", "02"]
+        );
+        assert_eq!(
+            serials(&list(StatusFilter::Valid(now), Some("kim")).await),
+            ["02"]
+        );
+        assert_eq!(
+            serials(&list(StatusFilter::Expired(now), None).await),
+            ["01"]
+        );
+        assert_eq!(
+            serials(&list(StatusFilter::Revoked, None).await),
+            ["04", "01"]
+        );
+        assert_eq!(
+            serials(&list(StatusFilter::Revoked, Some("lee")).await),
+            Vec::<&str>::new()
+        );
+        // Everything combined, limit last.
+        let f = IssuedFilter {
+            username: Some("kim".into()),
+            since: Some(at(1)),
+            status: Some(StatusFilter::Revoked),
+            limit: Some(1),
+        };
+        assert_eq!(serials(&s.list_issued(&f).await.unwrap()), ["04"]);
+    }
+
+    pub async fn revocation(fx: Fixture) {
+        let s = fx.open().await;
+        let t0 = datetime!(2026-11-01 00:00:00 UTC);
+        let at = |h: i64| t0 + time::Duration::hours(h);
+        assert_eq!(
+            s.revocation_mark().await.unwrap(),
+            RevocationMark::default()
+        );
+        for (serial, u, h) in [
+            ("0a", "max", 0),
+            ("0b", "max", 1),
+            ("0c", "max", 2),
+            ("0d", "ned", 2),
+        ] {
+            s.record_issued(&cert(serial, u, at(h))).await.unwrap();
+        }
+        assert_eq!(
+            s.revoke("0B", at(3), 1).await.unwrap(),
+            RevokeOutcome::Revoked
+        );
+        let got = s.get_issued("0b").await.unwrap().unwrap();
+        assert_eq!(
+            (got.revoked_at, got.revocation_reason),
+            (Some(at(3)), Some(1))
+        );
+        // Twice: harmless, and the first revocation stands.
+        assert_eq!(
+            s.revoke("0b", at(4), 5).await.unwrap(),
+            RevokeOutcome::AlreadyRevoked {
+                at: at(3),
+                reason: Some(1)
+            }
+        );
+        assert_eq!(
+            s.revoke("ff", at(4), 0).await.unwrap(),
+            RevokeOutcome::NotFound
+        );
+        let mark1 = s.revocation_mark().await.unwrap();
+        assert_eq!(
+            mark1,
+            RevocationMark {
+                count: 1,
+                latest: Some(at(3).unix_timestamp())
+            }
+        );
+
+        // The user's unexpired, unrevoked certificates: 0a expired at hour 24.
+        assert_eq!(s.revoke_user("max", at(25), 3).await.unwrap(), 1);
+        assert_eq!(s.revoke_user("max", at(25), 3).await.unwrap(), 0);
+        assert_eq!(s.revoke_user("nobody", at(25), 3).await.unwrap(), 0);
+        assert_eq!(s.get_issued("0a").await.unwrap().unwrap().revoked_at, None);
+        assert_eq!(
+            s.get_issued("0c").await.unwrap().unwrap().revocation_reason,
+            Some(3)
+        );
+        assert_ne!(s.revocation_mark().await.unwrap(), mark1);
+
+        // 0b (issued at hour 1) expires at hour 25: a CRL then lists only 0c.
+        let crl = s.revoked_unexpired(at(25)).await.unwrap();
+        assert_eq!(crl.len(), 1);
+        assert_eq!(crl[0].serial, "0c");
+        assert_eq!((crl[0].revoked_at, crl[0].reason), (at(25), Some(3)));
+        let crl = s.revoked_unexpired(at(24)).await.unwrap();
+        assert_eq!(serials_of(&crl), ["0b", "0c"]);
+    }
+
+    pub async fn crl_numbers_grow_across_instances(fx: Fixture) {
+        // Two "instances" on one database, taking numbers at once.
+        let a = fx.open().await;
+        let b = fx.open().await;
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { s.next_crl_number().await.unwrap() })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap());
+        }
+        got.sort_unstable();
+        assert_eq!(got, (1..=40).collect::<Vec<u64>>(), "each number once");
+        // And it survives a restart.
+        a.close().await;
+        b.close().await;
+        assert_eq!(fx.open().await.next_crl_number().await.unwrap(), 41);
+    }
+}
+
+fn serials_of(v: &[onlineca_store::RevokedEntry]) -> Vec<&str> {
+    v.iter().map(|c| c.serial.as_str()).collect()
 }
 
 macro_rules! backend_tests {
@@ -565,6 +721,9 @@ suite_tests!(
     bad_row_data_is_corrupt,
     ping_and_close,
     concurrent_writes,
+    status_filters,
+    revocation,
+    crl_numbers_grow_across_instances,
 );
 
 /// SQLite specifics: file permissions, journal mode, URL forms.

@@ -405,3 +405,96 @@ pub fn x509_text(pem: &Path) -> String {
     ]));
     String::from_utf8_lossy(&out.stdout).to_string()
 }
+
+impl TestCa {
+    /// `onlineca ARGS --config <this CA's config>`, run to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run(onlineca().args(args).arg("--config").arg(&self.config))
+    }
+
+    /// Like [`TestCa::cli`], insisting on success; returns (stdout, stderr).
+    pub fn cli_ok(&self, args: &[&str]) -> (String, String) {
+        let out = self.cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "onlineca {args:?} failed: {stderr}\n{stdout}"
+        );
+        (stdout, stderr)
+    }
+
+    /// Fetches the CRL as PEM into `name` (in the temporary directory); returns the path.
+    pub fn fetch_crl(&self, name: &str) -> PathBuf {
+        let r = self.curl(&[&self.url("crl?format=pem")]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let p = self.path(name);
+        std::fs::write(&p, &r.body).unwrap();
+        p
+    }
+
+    /// Polls the CRL until its number exceeds `after` (the server notices a revocation
+    /// made by the CLI within its poll interval); returns the PEM path and the number.
+    pub fn wait_for_crl_after(&self, after: u64, name: &str) -> (PathBuf, u64) {
+        let start = Instant::now();
+        loop {
+            let p = self.fetch_crl(name);
+            let n = crl_number(&p);
+            if n > after {
+                return (p, n);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the CRL number stayed at {n}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// `openssl crl -text` of a PEM CRL file.
+pub fn crl_text(pem: &Path) -> String {
+    let out = ok(&mut openssl(&[
+        "crl",
+        "-noout",
+        "-text",
+        "-in",
+        pem.to_str().unwrap(),
+    ]));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The CRL number of a PEM CRL, as OpenSSL reads it.
+pub fn crl_number(pem: &Path) -> u64 {
+    let out = ok(&mut openssl(&[
+        "crl",
+        "-noout",
+        "-crlnumber",
+        "-in",
+        pem.to_str().unwrap(),
+    ]));
+    // `crlNumber=0x0A`
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text
+        .trim()
+        .strip_prefix("crlNumber=")
+        .unwrap_or_else(|| panic!("no CRL number in {text:?}"));
+    let hex = hex.strip_prefix("0x").unwrap_or(hex);
+    u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("bad CRL number {text:?}"))
+}
+
+/// The serial of a PEM certificate in lowercase hex, as OpenSSL prints it.
+pub fn cert_serial(pem: &Path) -> String {
+    let out = ok(&mut openssl(&[
+        "x509",
+        "-noout",
+        "-serial",
+        "-in",
+        pem.to_str().unwrap(),
+    ]));
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
