@@ -242,6 +242,8 @@ request_timeout = "30s"            # longest a request may take, upload included
 handshake_timeout = "10s"          # longest a TLS handshake (and request headers) may take
 shutdown_grace = "30s"             # time given to requests in flight on SIGINT/SIGTERM
 max_connections = 1024             # connections served at once
+rate_limit = 120                   # certificate requests a minute from one address (0: no limit)...
+rate_burst = 30                    # ...after a burst of this many; beyond: 429 with Retry-After
 
 [tls]
 cert = "tls/server.pem"            # the server's certificate (then any intermediates)

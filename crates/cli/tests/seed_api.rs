@@ -497,3 +497,30 @@ fn repeated_failures_lock_a_username_out() {
     }
     assert_eq!(ca.post_csr("ghost", "wrong-password", &csr).status, 429);
 }
+
+#[test]
+fn one_address_sending_too_many_requests_gets_429() {
+    let mut ca = TestCa::init(&[]);
+    ca.edit_config("rate_limit = 120", "rate_limit = 1");
+    ca.edit_config("rate_burst = 30", "rate_burst = 3");
+    ca.start();
+    let pw = ca.add_user("mona");
+    let (_k, csr) = make_csr(ca.dir.path(), "m", "ec", Some("P-256"), "/CN=dummy", &[]);
+    for i in 0..3 {
+        assert_eq!(ca.post_csr("mona", &pw, &csr).status, 200, "request {i}");
+    }
+    // The burst is spent and one request a minute trickles back.
+    let r = ca.post_csr("mona", &pw, &csr);
+    assert_eq!(r.status, 429, "{}", r.text());
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(
+        r.text().starts_with("too many requests from this address"),
+        "{}",
+        r.text()
+    );
+    // Wrong passwords count too (spraying usernames from one address).
+    assert_eq!(ca.post_csr("nobody", "guess-guess", &csr).status, 429);
+    // Trust roots are not limited.
+    assert_eq!(ca.curl(&[&ca.url("trustroots/")]).status, 200);
+}

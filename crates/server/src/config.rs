@@ -78,6 +78,12 @@ pub struct ServerSection {
     /// Connections served at once; more wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Certificate requests a minute from one client address (0: no limit).
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: u32,
+    /// Requests one address may make at once before `rate_limit` applies.
+    #[serde(default = "default_rate_burst")]
+    pub rate_burst: u32,
 }
 fn default_request_timeout() -> Duration {
     secs(30)
@@ -87,6 +93,12 @@ fn default_handshake_timeout() -> Duration {
 }
 fn default_shutdown_grace() -> Duration {
     secs(30)
+}
+fn default_rate_limit() -> u32 {
+    120
+}
+fn default_rate_burst() -> u32 {
+    30
 }
 fn default_max_connections() -> usize {
     1024
@@ -102,6 +114,8 @@ impl Default for ServerSection {
             handshake_timeout: default_handshake_timeout(),
             shutdown_grace: default_shutdown_grace(),
             max_connections: default_max_connections(),
+            rate_limit: default_rate_limit(),
+            rate_burst: default_rate_burst(),
         }
     }
 }
@@ -453,6 +467,17 @@ impl Config {
             humantime::format_duration(s.shutdown_grace).to_string(),
         );
         line("server.max_connections", s.max_connections.to_string());
+        line(
+            "server.rate_limit",
+            if s.rate_limit == 0 {
+                "off".to_string()
+            } else {
+                format!(
+                    "{} certificate requests a minute per address, bursts of {}",
+                    s.rate_limit, s.rate_burst
+                )
+            },
+        );
         line("tls.cert", self.tls.cert.display().to_string());
         line("tls.key", self.tls.key.display().to_string());
         line("ca.cert", self.ca.cert.display().to_string());

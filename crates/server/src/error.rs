@@ -58,6 +58,9 @@ pub enum ApiError {
     /// Too many failed passwords for this username.
     #[error("too many failed login attempts for this user; retry after {} seconds", .0.as_secs().max(1))]
     LockedOut(Duration),
+    /// Too many certificate requests from this client address.
+    #[error("too many requests from this address; retry after {} seconds", .0.as_secs().max(1))]
+    RateLimited(Duration),
     /// The request body or its CSR is malformed (the seed's 405 for request-format errors).
     #[error("{0}")]
     BadRequest(String),
@@ -103,7 +106,7 @@ impl ApiError {
             | ApiError::RetrieverAuthDisabled
             | ApiError::RenewalDisabled
             | ApiError::RenewalRefused(_) => StatusCode::UNAUTHORIZED,
-            ApiError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::LockedOut(_) | ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadRequest(_)
             | ApiError::BodyTooLarge(_)
             | ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -141,7 +144,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow, .. } => {
                 h.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            ApiError::LockedOut(wait) => {
+            ApiError::LockedOut(wait) | ApiError::RateLimited(wait) => {
                 h.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(wait.as_secs().max(1)),

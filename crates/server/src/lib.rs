@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod crl;
 pub mod error;
 pub mod issuance;
+pub mod ratelimit;
 pub mod renewal;
 pub mod retriever;
 pub mod routes;

@@ -89,6 +89,11 @@ async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Respon
     let client_certs = conn.map(|c| c.client_certs).unwrap_or_default();
     let headers = req.headers().clone();
     let raw = body::collect(req, state.config.server.max_body).await;
+    if let (Some(limiter), Some(addr)) = (&state.rate_limiter, peer)
+        && let Err(wait) = limiter.take(addr.ip(), std::time::Instant::now())
+    {
+        return fail(&state, &id, None, ApiError::RateLimited(wait));
+    }
     let auth = match credentials::authenticate(&state, &headers, &client_certs, raw, now).await {
         Ok(a) => a,
         Err(r) => return fail(&state, &id, r.user, r.error),

@@ -57,6 +57,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Failed-password bookkeeping.
     pub lockout: Lockout,
+    /// Per-address limit of certificate requests, if configured.
+    pub rate_limiter: Option<crate::ratelimit::RateLimiter>,
     /// Retrievers and renewal: what client certificates are checked against.
     pub client_auth: ClientAuth,
     /// The published CRL and the trust-roots responses that carry it, rebuilt
@@ -103,6 +105,12 @@ impl AppState {
         Ok(AppState {
             client_auth,
             lockout: Lockout::new(config.auth.max_failures, config.auth.lockout),
+            rate_limiter: (config.server.rate_limit > 0).then(|| {
+                crate::ratelimit::RateLimiter::new(
+                    config.server.rate_limit,
+                    config.server.rate_burst,
+                )
+            }),
             crl: CrlCell::new(bundle, issuer_hash),
             config,
             ca,

@@ -1,0 +1,89 @@
+//! Per-client-address rate limiting of certificate requests: the contract's second
+//! 429 ("the client sends too many requests"). Complements the per-username lockout,
+//! which cannot see one address spraying passwords over many usernames.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Addresses tracked before idle ones are swept, bounding memory.
+const SWEEP_AT: usize = 10_000;
+
+/// A token bucket per client address: `burst` requests at once, refilled at `rate`
+/// per minute.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimiter {
+    /// `per_minute` requests a minute with bursts of `burst`; `per_minute == 0` means
+    /// no limit (the limiter is then not built at all: see the caller).
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        RateLimiter {
+            per_second: f64::from(per_minute) / 60.0,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `ip` at `now`, or says how long until one is available.
+    pub fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= SWEEP_AT {
+            // A bucket refilled to the brim is the same as no bucket.
+            let full_after =
+                Duration::from_secs_f64(self.burst / self.per_second.max(f64::MIN_POSITIVE));
+            buckets.retain(|_, b| now.saturating_duration_since(b.at) < full_after);
+        }
+        let b = buckets.entry(ip).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.per_second).min(self.burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - b.tokens) / self.per_second.max(f64::MIN_POSITIVE);
+            Err(Duration::from_secs_f64(wait.min(86_400.0)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_refill_per_address() {
+        let l = RateLimiter::new(60, 3);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.take(a, t0).is_ok());
+        }
+        let wait = l.take(a, t0).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        // Another address has its own bucket.
+        assert!(l.take(b, t0).is_ok());
+        // One token a second comes back.
+        assert!(l.take(a, t0 + Duration::from_millis(1100)).is_ok());
+        assert!(l.take(a, t0 + Duration::from_millis(1200)).is_err());
+    }
+}
