@@ -26,6 +26,7 @@ macro_rules! user_columns {
     };
 }
 
+mod backend;
 mod migrations;
 mod postgres;
 mod rows;
@@ -369,21 +370,18 @@ pub(crate) enum Arg {
 }
 
 /// The `list_issued` statement for `filter` and its arguments, in order.
-/// `placeholder(n)` spells the n-th (1-based) parameter in the backend's syntax.
+/// Parameters are `$1`, `$2`, ... (sqlx binds that form on both backends).
 ///
 /// Only fixed fragments go into the SQL (values are always bound), and each
 /// condition is a plain comparison on an indexed column, so the planner can use
 /// `(username, issued_at)`, `not_after`, `revoked_at` or `issued_at` as it sees fit
 /// (an `? IS NULL OR ...` form would defeat them).
-pub(crate) fn list_issued_sql(
-    filter: &IssuedFilter,
-    placeholder: fn(usize) -> String,
-) -> (String, Vec<Arg>) {
+pub(crate) fn list_issued_sql(filter: &IssuedFilter) -> (String, Vec<Arg>) {
     let mut conds: Vec<String> = Vec::new();
     let mut args = Vec::new();
     let bind = |args: &mut Vec<Arg>, a: Arg| {
         args.push(a);
-        placeholder(args.len())
+        format!("${}", args.len())
     };
     if let Some(u) = &filter.username {
         conds.push(format!(

@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 use time::OffsetDateTime;
@@ -15,7 +14,7 @@ use time::OffsetDateTime;
 use crate::rows::{cert_from_row, mark_from_row, revoked_from_row, revoked_row, user_from_row};
 use crate::{
     Arg, IssuedCert, IssuedFilter, NEXT_CRL_NUMBER, REVOCATION_MARK, Result, RevocationMark,
-    RevokeOutcome, RevokedEntry, Store, StoreError, User, already_revoked, count, found,
+    RevokeOutcome, RevokedEntry, StoreError, User, already_revoked, count, found,
     is_unique_violation, list_issued_sql, map_err, migrations, to_secs,
 };
 
@@ -116,261 +115,17 @@ async fn create_private_file(path: &Path) -> Result<()> {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn add_user(&self, u: &User) -> Result<()> {
-        sqlx::query(concat!(
-            "INSERT INTO users (",
-            user_columns!(),
-            ") VALUES (?, ?, ?, ?, ?)"
-        ))
-        .bind(&u.username)
-        .bind(&u.password_hash)
-        .bind(u.disabled)
-        .bind(to_secs(u.created_at))
-        .bind(to_secs(u.updated_at))
-        .execute(&self.writer)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::UserExists(u.username.clone())
-            } else {
-                map_err(e)
-            }
-        })?;
-        Ok(())
-    }
+// The Store methods are shared (backend.rs); here only what is SQLite's own.
+crate::backend::impl_store!(
+    SqliteStore,
+    reads = reader,
+    writes = writer,
+    users_order = "username"
+);
 
-    async fn set_password(&self, username: &str, hash: &str, now: OffsetDateTime) -> Result<()> {
-        let r =
-            sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?")
-                .bind(hash)
-                .bind(to_secs(now))
-                .bind(username)
-                .execute(&self.writer)
-                .await
-                .map_err(map_err)?;
-        found(r.rows_affected(), username)
-    }
-
-    async fn set_disabled(
-        &self,
-        username: &str,
-        disabled: bool,
-        now: OffsetDateTime,
-    ) -> Result<()> {
-        let r = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE username = ?")
-            .bind(disabled)
-            .bind(to_secs(now))
-            .bind(username)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
-        found(r.rows_affected(), username)
-    }
-
-    async fn remove_user(&self, username: &str) -> Result<()> {
-        let r = sqlx::query("DELETE FROM users WHERE username = ?")
-            .bind(username)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
-        found(r.rows_affected(), username)
-    }
-
-    async fn get_user(&self, username: &str) -> Result<Option<User>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE username = ?"
-        ))
-        .bind(username)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?
-        .map(|r| user_from_row(&r))
-        .transpose()
-    }
-
-    async fn list_users(&self) -> Result<Vec<User>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users ORDER BY username"
-        ))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?
-        .iter()
-        .map(user_from_row)
-        .collect()
-    }
-
-    async fn record_issued(&self, c: &IssuedCert) -> Result<()> {
-        let serial = c.serial.to_ascii_lowercase();
-        // Autocommit: with WAL + synchronous=FULL the WAL is synced before this returns.
-        sqlx::query(concat!(
-            "INSERT INTO certificates (",
-            cert_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&serial)
-        .bind(&c.username)
-        .bind(&c.subject)
-        .bind(&c.auth_method)
-        .bind(&c.retriever)
-        .bind(&c.spki_sha256)
-        .bind(to_secs(c.not_before))
-        .bind(to_secs(c.not_after))
-        .bind(to_secs(c.issued_at))
-        .bind(&c.client_addr)
-        .bind(&c.der)
-        .bind(c.revoked_at.map(to_secs))
-        .bind(c.revocation_reason)
-        .execute(&self.writer)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::DuplicateSerial(serial.clone())
-            } else {
-                map_err(e)
-            }
-        })?;
-        Ok(())
-    }
-
-    async fn get_issued(&self, serial: &str) -> Result<Option<IssuedCert>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            cert_columns!(),
-            " FROM certificates WHERE serial = ?"
-        ))
-        .bind(serial.to_ascii_lowercase())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?
-        .map(|r| cert_from_row(&r))
-        .transpose()
-    }
-
-    async fn list_issued(&self, filter: &IssuedFilter) -> Result<Vec<IssuedCert>> {
-        let (sql, args) = list_issued_sql(filter, |_| "?".into());
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for a in args {
-            query = match a {
-                Arg::Text(t) => query.bind(t),
-                Arg::Int(i) => query.bind(i),
-            };
-        }
-        query
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?
-            .iter()
-            .map(cert_from_row)
-            .collect()
-    }
-
-    async fn count_issued(&self) -> Result<u64> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM certificates")
-            .fetch_one(&self.reader)
-            .await
-            .and_then(|r| r.try_get("n"))
-            .map_err(map_err)?;
-        count(n)
-    }
-
-    async fn revoke(&self, serial: &str, at: OffsetDateTime, reason: i32) -> Result<RevokeOutcome> {
-        let serial = serial.to_ascii_lowercase();
-        // One statement, so that two admins revoking at once cannot both "win".
-        let r = sqlx::query(
-            "UPDATE certificates SET revoked_at = ?, revocation_reason = ? \
-             WHERE serial = ? AND revoked_at IS NULL",
-        )
-        .bind(to_secs(at))
-        .bind(reason)
-        .bind(&serial)
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
-        if r.rows_affected() > 0 {
-            return Ok(RevokeOutcome::Revoked);
-        }
-        let row =
-            sqlx::query("SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?")
-                .bind(&serial)
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(map_err)?;
-        already_revoked(row.as_ref().map(revoked_row).transpose()?)
-    }
-
-    async fn revoke_user(&self, username: &str, at: OffsetDateTime, reason: i32) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE certificates SET revoked_at = ?, revocation_reason = ? \
-             WHERE username = ? AND revoked_at IS NULL AND not_after > ?",
-        )
-        .bind(to_secs(at))
-        .bind(reason)
-        .bind(username)
-        .bind(to_secs(at))
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
-        Ok(r.rows_affected())
-    }
-
-    async fn revoked_unexpired(&self, now: OffsetDateTime) -> Result<Vec<RevokedEntry>> {
-        sqlx::query(
-            "SELECT serial, revoked_at, revocation_reason FROM certificates \
-             WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial",
-        )
-        .bind(to_secs(now))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?
-        .iter()
-        .map(revoked_from_row)
-        .collect()
-    }
-
-    async fn revocation_mark(&self) -> Result<RevocationMark> {
-        let row = sqlx::query(REVOCATION_MARK)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(map_err)?;
-        mark_from_row(&row)
-    }
-
-    async fn next_crl_number(&self) -> Result<u64> {
-        // Through the single writer connection; SQLite's write lock serialises other
-        // processes on the same file.
-        let n: i64 = sqlx::query(NEXT_CRL_NUMBER)
-            .fetch_one(&self.writer)
-            .await
-            .and_then(|r| r.try_get("value"))
-            .map_err(map_err)?;
-        count(n)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        // Through the writer: issuance needs it, so health should reflect it.
-        sqlx::query("SELECT 1")
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn schema_version(&self) -> Result<i64> {
-        sqlx::query(migrations::SELECT_VERSION)
-            .fetch_one(&self.reader)
-            .await
-            .and_then(|r| r.try_get("v"))
-            .map_err(map_err)
-    }
-
-    async fn close(&self) {
+impl SqliteStore {
+    /// Closes the connection pools (pending operations finish first).
+    async fn close_pools(&self) {
         self.writer.close().await;
         self.reader.close().await;
     }
