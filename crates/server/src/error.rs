@@ -56,10 +56,10 @@ pub enum ApiError {
     #[error("certificate cannot be renewed: {0}")]
     RenewalRefused(&'static str),
     /// Too many failed passwords for this username.
-    #[error("too many failed login attempts for this user; retry after {} seconds", .0.as_secs().max(1))]
+    #[error("too many failed login attempts for this user; retry after {} seconds", whole_seconds(*.0))]
     LockedOut(Duration),
     /// Too many certificate requests from this client address.
-    #[error("too many requests from this address; retry after {} seconds", .0.as_secs().max(1))]
+    #[error("too many requests from this address; retry after {} seconds", whole_seconds(*.0))]
     RateLimited(Duration),
     /// The request body or its CSR is malformed (the seed's 405 for request-format errors).
     #[error("{0}")]
@@ -87,6 +87,12 @@ pub enum ApiError {
     /// Anything else on the server side.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A wait in whole seconds, rounded up and at least one, so that a client retrying
+/// after `Retry-After` seconds is not refused again for arriving early.
+fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 impl ApiError {
@@ -145,10 +151,7 @@ impl ApiError {
                 h.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
             ApiError::LockedOut(wait) | ApiError::RateLimited(wait) => {
-                h.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(wait.as_secs().max(1)),
-                );
+                h.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(*wait)));
             }
             ApiError::StoreUnavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -172,5 +175,21 @@ impl From<onlineca_store::StoreError> for ApiError {
             onlineca_store::StoreError::Unavailable(m) => ApiError::StoreUnavailable(m),
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up() {
+        let r = ApiError::RateLimited(Duration::from_millis(1500)).to_response("r", "id");
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        let r = ApiError::LockedOut(Duration::from_millis(10)).to_response("r", "id");
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let r = ApiError::LockedOut(Duration::from_secs(300)).to_response("r", "id");
+        assert_eq!(r.headers()[header::RETRY_AFTER], "300");
     }
 }
