@@ -240,6 +240,7 @@ prefix = "/onlineca"               # mount prefix: POST {{prefix}}/certificate/,
 max_body = 65536                   # largest request body accepted, bytes
 request_timeout = "30s"            # longest a request may take, upload included
 handshake_timeout = "10s"          # longest a TLS handshake (and request headers) may take
+idle_timeout = "60s"               # a connection with no request in flight this long is closed
 shutdown_grace = "30s"             # time given to requests in flight on SIGINT/SIGTERM
 max_connections = 1024             # connections served at once
 rate_limit = 120                   # certificate requests a minute from one address (0: no limit)...

@@ -492,3 +492,30 @@ fn a_request_slower_than_the_timeout_is_refused_with_408() {
     // Nothing was issued, and the server still serves.
     assert_eq!(ca.post_csr("liam", &pw, &csr).status, 200);
 }
+
+#[test]
+fn a_client_that_connects_and_says_nothing_cannot_hold_a_connection_slot() {
+    let mut ca = TestCa::init(&[]);
+    ca.edit_config("max_connections = 1024", "max_connections = 1");
+    ca.edit_config("idle_timeout = \"60s\"", "idle_timeout = \"2s\"");
+    ca.start();
+    // A TLS client that completes the handshake and then sends nothing.
+    let mut silent = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{}", ca.port),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // The only slot is taken; it comes free when the silent connection is closed as idle.
+    let r = ca.curl(&["--max-time", "20", &ca.url("trustroots/")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let _ = silent.kill();
+    let _ = silent.wait();
+}

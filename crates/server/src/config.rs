@@ -72,6 +72,10 @@ pub struct ServerSection {
     /// Longest time a TLS handshake may take.
     #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// How long a connection may sit with no request in flight before it is closed
+    /// (from the handshake on).
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// How long in-flight requests may run after a shutdown signal.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -90,6 +94,9 @@ fn default_request_timeout() -> Duration {
 }
 fn default_handshake_timeout() -> Duration {
     secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    secs(60)
 }
 fn default_shutdown_grace() -> Duration {
     secs(30)
@@ -112,6 +119,7 @@ impl Default for ServerSection {
             max_body: default_max_body(),
             request_timeout: default_request_timeout(),
             handshake_timeout: default_handshake_timeout(),
+            idle_timeout: default_idle_timeout(),
             shutdown_grace: default_shutdown_grace(),
             max_connections: default_max_connections(),
             rate_limit: default_rate_limit(),
@@ -410,6 +418,9 @@ impl Config {
         if self.server.max_body < 1024 {
             return Err(self.invalid("server.max_body", "must be at least 1024 bytes"));
         }
+        if self.server.idle_timeout < Duration::from_secs(1) {
+            return Err(self.invalid("server.idle_timeout", "must be at least one second"));
+        }
         if self.server.max_connections == 0 {
             return Err(self.invalid("server.max_connections", "must be at least 1"));
         }
@@ -465,6 +476,10 @@ impl Config {
         line(
             "server.shutdown_grace",
             humantime::format_duration(s.shutdown_grace).to_string(),
+        );
+        line(
+            "server.idle_timeout",
+            humantime::format_duration(s.idle_timeout).to_string(),
         );
         line("server.max_connections", s.max_connections.to_string());
         line(

@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -34,6 +34,7 @@ pub async fn serve(
     let server = &state.config.server;
     let handshake_timeout = server.handshake_timeout;
     let grace = server.shutdown_grace;
+    let idle_timeout = server.idle_timeout;
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let app = router(state.clone());
 
@@ -51,7 +52,7 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
 
-    let graceful = GracefulShutdown::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -77,7 +78,7 @@ pub async fn serve(
         let tls = tls.clone();
         let app = app.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let stream = match tokio::time::timeout(handshake_timeout, tls.accept(tcp)).await {
@@ -98,15 +99,49 @@ pub async fn serve(
                 .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
                 .unwrap_or_default();
             let info = ConnInfo { peer, client_certs };
-            let svc = app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(info.clone());
-                req
-            });
+            let activity = Arc::new(Activity::new());
+            let svc = {
+                let activity = activity.clone();
+                tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(info.clone());
+                    let app = app.clone();
+                    let guard = activity.begin();
+                    async move {
+                        let resp = app.oneshot(req).await;
+                        drop(guard);
+                        resp
+                    }
+                })
+            };
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(stream),
                 TowerToHyperService::new(svc),
             );
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            // Closed gracefully once it has had no request in flight for `idle_timeout`
+            // (counted from the handshake, so a client that connects and says nothing
+            // cannot hold a connection slot), or when the server shuts down.
+            let mut stop = stop;
+            let conn = conn.into_owned();
+            tokio::pin!(conn);
+            let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_timeout));
+            let mut closing = false;
+            let result = loop {
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    _ = tick.tick(), if !closing => {
+                        if activity.idle_for(Instant::now()) >= idle_timeout {
+                            tracing::debug!(%peer, "closing an idle connection");
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                    _ = stop.changed(), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -114,13 +149,55 @@ pub async fn serve(
     drop(listener);
     crl_task.abort();
     tracing::info!("shutting down: no new connections; waiting for requests in flight");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    // Every connection holds a permit until it ends: having them all back means done.
+    let all = u32::try_from(server.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, limit.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
     Ok(())
+}
+
+/// Requests in flight on one connection, and when it was last busy.
+struct Activity {
+    in_flight: AtomicUsize,
+    last: std::sync::Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            last: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> BusyOwned {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        BusyOwned(self.clone())
+    }
+
+    /// How long the connection has had no request in flight (zero while one is).
+    fn idle_for(&self, now: Instant) -> Duration {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return Duration::ZERO;
+        }
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        now.saturating_duration_since(last)
+    }
+}
+
+/// Marks a request in flight until dropped.
+struct BusyOwned(Arc<Activity>);
+
+impl Drop for BusyOwned {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Binds the listener (port 0 picks a free port).
