@@ -496,6 +496,27 @@ fn repeated_failures_lock_a_username_out() {
         assert_eq!(ca.post_csr("ghost", "wrong-password", &csr).status, 401);
     }
     assert_eq!(ca.post_csr("ghost", "wrong-password", &csr).status, 429);
+    // Guesses sent all at once are counted before their verdicts: only three get
+    // as far as a password check.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10)
+            .map(|i| {
+                let (ca, csr) = (&ca, &csr);
+                s.spawn(move || ca.post_csr("zed", &format!("guess-{i}"), csr).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 401).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        7,
+        "{statuses:?}"
+    );
 }
 
 #[test]

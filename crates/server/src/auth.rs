@@ -95,9 +95,19 @@ impl Lockout {
         (f.count >= self.max_failures && until > now).then(|| until - now)
     }
 
-    /// Records a failed password.
-    pub fn fail(&self, username: &str, now: Instant) {
+    /// Starts a password check for `username`: refused if it is locked out, else the
+    /// attempt counts as a failure *now*, before the slow hash, so that concurrent
+    /// guesses cannot all pass the check before any of them is recorded. The
+    /// returned guard settles it: [`Attempt::succeeded`] forgets the failures; a
+    /// guard dropped unsettled (the check could not be made) takes the count back.
+    pub fn attempt<'a>(&'a self, username: &str, now: Instant) -> Result<Attempt<'a>, Duration> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = entries.get(username) {
+            let until = f.last + self.period;
+            if f.count >= self.max_failures && until > now {
+                return Err(until - now);
+            }
+        }
         if entries.len() >= SWEEP_AT {
             let period = self.period;
             entries.retain(|_, f| f.last + period > now);
@@ -112,12 +122,61 @@ impl Lockout {
         }
         e.count += 1;
         e.last = now;
+        Ok(Attempt {
+            lockout: self,
+            username: username.to_string(),
+            settled: false,
+        })
+    }
+
+    /// Records a failed password (for callers that check without [`Lockout::attempt`]).
+    pub fn fail(&self, username: &str, now: Instant) {
+        if let Ok(mut a) = self.attempt(username, now) {
+            a.settled = true;
+        }
     }
 
     /// Forgets the failures of a user who just logged in.
     pub fn succeed(&self, username: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.remove(username);
+    }
+}
+
+/// A password check in progress, counted as a failure until it succeeds.
+pub struct Attempt<'a> {
+    lockout: &'a Lockout,
+    username: String,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    /// The password was right: the username's failures are forgotten.
+    pub fn succeeded(mut self) {
+        self.settled = true;
+        self.lockout.succeed(&self.username);
+    }
+
+    /// The password was wrong: the failure counted at the start stands.
+    pub fn failed(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        // No verdict (the store or the hashing task failed): not the user's failure.
+        let mut entries = self
+            .lockout
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = entries.get_mut(&self.username) {
+            f.count = f.count.saturating_sub(1);
+        }
     }
 }
 
@@ -128,9 +187,9 @@ pub async fn password(
     lockout: &Lockout,
     creds: BasicCredentials,
 ) -> Result<Principal, ApiError> {
-    if let Some(wait) = lockout.check(&creds.username, Instant::now()) {
-        return Err(ApiError::LockedOut(wait));
-    }
+    let attempt = lockout
+        .attempt(&creds.username, Instant::now())
+        .map_err(ApiError::LockedOut)?;
     // A name the subject could never carry cannot be in the store: skip the lookup,
     // but not the hashing time.
     let user = if onlineca_core::subject::validate_username(&creds.username).is_ok() {
@@ -151,14 +210,14 @@ pub async fn password(
     .map_err(|e| ApiError::Internal(format!("password check task failed: {e}")))?;
     match user {
         Some(u) if ok => {
-            lockout.succeed(&creds.username);
+            attempt.succeeded();
             if u.disabled {
                 return Err(ApiError::UserDisabled);
             }
             Ok(Principal::password(u.username))
         }
         _ => {
-            lockout.fail(&creds.username, Instant::now());
+            attempt.failed();
             Err(ApiError::BadCredentials)
         }
     }
@@ -194,6 +253,25 @@ mod tests {
         assert!(basic_credentials(&headers("Basic !!!")).is_err());
         // "nocolon"
         assert!(basic_credentials(&headers("Basic bm9jb2xvbg==")).is_err());
+    }
+
+    #[test]
+    fn concurrent_attempts_are_counted_before_the_verdict() {
+        let l = Lockout::new(3, Duration::from_secs(60));
+        let t0 = Instant::now();
+        // Three checks in flight at once: the fourth is refused before any verdict.
+        let a = l.attempt("eve", t0).unwrap();
+        let b = l.attempt("eve", t0).unwrap();
+        let c = l.attempt("eve", t0).unwrap();
+        assert!(l.attempt("eve", t0).is_err());
+        // A check that ended without a verdict gives its count back.
+        drop(c);
+        let c = l.attempt("eve", t0).unwrap();
+        a.failed();
+        b.failed();
+        // A success forgets everything.
+        c.succeeded();
+        assert!(l.attempt("eve", t0).is_ok());
     }
 
     #[test]

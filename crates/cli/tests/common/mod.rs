@@ -223,18 +223,20 @@ impl TestCa {
     /// `curl` against this server, trusting its root; `-s -S` and status in the
     /// output's last line via `-w`.
     pub fn curl(&self, args: &[&str]) -> CurlResult {
+        // Each call writes its own body file, so calls may run in parallel.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body_file = self.path(&format!("curl-body-{n}"));
         let mut cmd = Command::new("curl");
         cmd.args(["-s", "-S", "--max-time", "60", "--cacert"])
             .arg(self.root_pem())
             .args(["-D", "-", "-o"])
-            .arg(self.path("curl-body"))
+            .arg(&body_file)
             .args(args);
-        // Each call gets its own body file, so parallel use inside one test is not allowed;
-        // tests are sequential per CA.
         let out = run(&mut cmd);
         let headers = String::from_utf8_lossy(&out.stdout).to_string();
-        let body = std::fs::read(self.path("curl-body")).unwrap_or_default();
-        let _ = std::fs::remove_file(self.path("curl-body"));
+        let body = std::fs::read(&body_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&body_file);
         CurlResult::parse(
             out.status.success(),
             &headers,
