@@ -195,13 +195,13 @@ async fn run(command: Command) -> Result<()> {
             let store = onlineca_store::open(&cfg.store.url).await?;
             onlineca_server::tls::server_config(&cfg.tls)?;
             let state = AppState::load(cfg, store.clone())?;
+            let users = store.list_users().await?.len();
             store.close().await;
             print!("{summary}");
             println!(
-                "ok: issuing CA {} (valid until {}), {} users",
+                "ok: issuing CA {} (valid until {}), {users} users",
                 state.ca.subject_oneline(),
                 state.ca.not_after(),
-                state.store.list_users().await.map(|u| u.len()).unwrap_or(0)
             );
             Ok(())
         }

@@ -269,6 +269,19 @@ fn retrievers_are_judged_by_certificate_subject_and_user_rule() {
         rec.not_after - rec.issued_at <= time::Duration::hours(1),
         "the retriever's lifetime cap applies"
     );
+    // Renewing that certificate (mutual TLS, no portal; renewal needs an account)
+    // keeps the portal's cap.
+    s.ca.add_user("alice");
+    let r = post_with_cert(&s.ca, &(cert.clone(), s.csr_key.clone()), &[], &s.csr);
+    let (renewed, _) = keep(&s.ca, &r, "alice-by-portal-renewed", &s.csr_key);
+    let rec = record(&s.ca, &serial(&renewed));
+    assert_eq!(rec.auth_method, "renewal");
+    assert!(
+        rec.not_after - rec.issued_at <= time::Duration::hours(1),
+        "a renewal keeps the original lifetime cap: {} to {}",
+        rec.issued_at,
+        rec.not_after
+    );
 
     // The user as the form field `username`, matching a pattern.
     let r = post_with_cert(

@@ -139,8 +139,11 @@ impl SubjectTemplate {
             if !templated && value.is_empty() {
                 return Err(err(format!("attribute {key} has an empty value")));
             }
-            if attr.kind != StringKind::Utf8 && !value.is_ascii() {
-                return Err(err(format!("{} value must be ASCII", attr.short)));
+            if !printable_or_ia5(attr.kind, &prefix) || !printable_or_ia5(attr.kind, &suffix) {
+                return Err(err(format!(
+                    "{} value {value:?} has characters its string type cannot hold",
+                    attr.short
+                )));
             }
             rdns.push(Rdn {
                 attr,
@@ -231,9 +234,10 @@ impl SubjectTemplate {
 
 fn printable_or_ia5(kind: StringKind, v: &str) -> bool {
     match kind {
+        // PrintableString less '?', which the DER writer (yasna) refuses.
         StringKind::Printable => v
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c)),
+            .all(|c| c.is_ascii_alphanumeric() || " '()+,-./:=".contains(c)),
         StringKind::Ia5 => v.is_ascii(),
         StringKind::Utf8 => true,
     }
@@ -369,6 +373,8 @@ mod tests {
             "/O=X/CN={username}+UID=y",
             "/O=/CN={username}",
             "/O=X/CN={user}",
+            "/C=U?/O=X/CN={username}",
+            "/DC=exämple/CN={username}",
         ] {
             assert!(SubjectTemplate::parse(bad).is_err(), "{bad}");
         }

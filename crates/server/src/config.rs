@@ -426,6 +426,24 @@ impl Config {
         }
         self.subject_template()
             .map_err(|e| self.invalid("certificate.subject", e.to_string()))?;
+        // Beyond any sensible setting, and far from where time arithmetic overflows.
+        const MAX_DURATION: Duration = Duration::from_secs(100 * 366 * 86_400);
+        for (key, value) in [
+            ("server.request_timeout", self.server.request_timeout),
+            ("server.handshake_timeout", self.server.handshake_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+            ("server.shutdown_grace", self.server.shutdown_grace),
+            ("certificate.lifetime", self.certificate.lifetime),
+            ("certificate.backdate", self.certificate.backdate),
+            ("auth.lockout", self.auth.lockout),
+            ("crl.next_update", self.crl.next_update),
+            ("crl.refresh", self.crl.refresh),
+            ("crl.poll", self.crl.poll),
+        ] {
+            if value > MAX_DURATION {
+                return Err(self.invalid(key, "must be at most 100 years"));
+            }
+        }
         if self.certificate.lifetime < Duration::from_secs(60) {
             return Err(self.invalid("certificate.lifetime", "must be at least one minute"));
         }
@@ -661,6 +679,10 @@ mod tests {
             ("[server]\nprefix = \"onlineca\"\n", "server.prefix"),
             ("[certificate]\nsubject = \"/O=X\"\n", "certificate.subject"),
             ("[certificate]\nlifetime = \"twelve\"\n", "lifetime"),
+            (
+                "[certificate]\nlifetime = \"5000years\"\n",
+                "certificate.lifetime",
+            ),
             ("[trustroots]\nformat = \"xml\"\n", "format"),
             ("[crl]\nrefresh = \"2h\"\n", "crl.refresh"),
             ("[crl]\npoll = \"1ms\"\n", "crl.poll"),

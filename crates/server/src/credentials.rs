@@ -105,7 +105,7 @@ pub async fn authenticate(
             return password(state, creds, raw).await;
         }
         let body = body::parse(raw).await.map_err(|e| refuse(None, e))?;
-        let principal = client
+        let (principal, original_lifetime) = client
             .renewal
             .authenticate(state.store.as_ref(), client_certs, now)
             .await
@@ -120,7 +120,7 @@ pub async fn authenticate(
         }
         return Ok(Authenticated {
             principal,
-            lifetime_cap: None,
+            lifetime_cap: Some(original_lifetime),
             body,
         });
     }

@@ -172,7 +172,11 @@ impl ApiError {
 impl From<onlineca_store::StoreError> for ApiError {
     fn from(e: onlineca_store::StoreError) -> Self {
         match e {
-            onlineca_store::StoreError::Unavailable(m) => ApiError::StoreUnavailable(m),
+            // At request time a store that refuses our credentials or lost its
+            // database is as unavailable as one that does not answer.
+            onlineca_store::StoreError::Unavailable(m) | onlineca_store::StoreError::Config(m) => {
+                ApiError::StoreUnavailable(m)
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -48,13 +48,15 @@ impl Renewal {
             .is_some_and(|issuer| issuer == self.ca_subject)
     }
 
-    /// The principal for a renewal with `chain`, after every check.
+    /// The principal for a renewal with `chain`, after every check, and the lifetime
+    /// the presented certificate was issued with: a renewal never outlives what the
+    /// original route allowed (a retriever's cap survives renewal).
     pub async fn authenticate(
         &self,
         store: &dyn Store,
         chain: &[CertificateDer<'static>],
         now: OffsetDateTime,
-    ) -> Result<Principal, ApiError> {
+    ) -> Result<(Principal, std::time::Duration), ApiError> {
         if !self.enabled {
             return Err(ApiError::RenewalDisabled);
         }
@@ -84,7 +86,12 @@ impl Renewal {
                 "the certificate's user no longer has an account",
             )),
             Some(u) if u.disabled => Err(ApiError::UserDisabled),
-            Some(u) => Ok(Principal::renewal(u.username)),
+            Some(u) => {
+                let lifetime = (record.not_after - record.issued_at)
+                    .try_into()
+                    .unwrap_or(std::time::Duration::ZERO);
+                Ok((Principal::renewal(u.username), lifetime))
+            }
         }
     }
 }

@@ -49,13 +49,14 @@ impl PgStore {
     }
 }
 
-/// Parses `url` and forces `synchronous_commit=on` (appended last, so it wins over
+/// Parses `url` and forces `synchronous_commit=on` and a 10 s `statement_timeout`, so a
+/// hung database becomes a 503 rather than a request timeout (appended last, so they win over
 /// any `options` in the URL).
 fn connect_options(url: &str) -> Result<PgConnectOptions> {
     // The error must not echo the URL, which may hold a password.
     Ok(PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?
-        .options([("synchronous_commit", "on")]))
+        .options([("synchronous_commit", "on"), ("statement_timeout", "10s")]))
 }
 
 // The Store methods are shared (backend.rs); PostgreSQL sorts user names bytewise
