@@ -94,7 +94,10 @@ pub async fn run(
             };
             let since = since.map(|s| parse_since(&s, now)).transpose()?;
             let filter = IssuedFilter {
-                username: user,
+                username: match user {
+                    Some(u) => Some(canonical_user(store, &u).await?),
+                    None => None,
+                },
                 since,
                 status,
                 limit: (!all).then_some(limit),
@@ -142,6 +145,7 @@ pub async fn run(
             user: Some(user),
             reason,
         } => {
+            let user = canonical_user(store, &user).await?;
             let n = store.revoke_user(&user, now, reason.code()).await?;
             if n == 0 {
                 eprintln!(
@@ -308,6 +312,16 @@ fn summary(c: &IssuedCert, now: OffsetDateTime) -> String {
     line("client", c.client_addr.as_deref().unwrap_or("(unknown)"));
     line("key sha256", &c.spki_sha256);
     s
+}
+
+/// The name certificates are recorded under: the stored spelling of a known user
+/// (names are unique regardless of ASCII case), else the name in lower case, as the
+/// server issues for users it does not know.
+async fn canonical_user(store: &dyn Store, name: &str) -> Result<String> {
+    Ok(match store.get_user(name).await? {
+        Some(u) => u.username,
+        None => name.to_ascii_lowercase(),
+    })
 }
 
 #[cfg(test)]

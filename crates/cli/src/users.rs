@@ -122,9 +122,11 @@ pub async fn run(
             eprintln!("password of {name:?} changed");
         }
         UserCommand::Remove { name, revoke } => {
-            if store.get_user(&name).await?.is_none() {
+            // Certificates are recorded under the stored spelling of the name.
+            let Some(user) = store.get_user(&name).await? else {
                 bail!("no user {name:?}");
-            }
+            };
+            let name = user.username;
             let revoked = if revoke {
                 store
                     .revoke_user(&name, now, Reason::CessationOfOperation.code())
@@ -155,6 +157,7 @@ pub async fn run(
                 Err(StoreError::UserNotFound(_)) => bail!("no user {name:?}"),
                 Err(e) => return Err(e.into()),
             }
+            let name = store.get_user(&name).await?.map_or(name, |u| u.username);
             let valid = valid_count(store, &name, now).await?;
             eprintln!(
                 "disabled user {name:?}: no new certificates by any method; {valid} certificate(s) \

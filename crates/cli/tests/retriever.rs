@@ -382,6 +382,17 @@ fn retrievers_are_judged_by_certificate_subject_and_user_rule() {
     set_disabled(&s.ca, "lab-off");
     let r = post_with_cert(&s.ca, &s.portal, &["-u", "lab-off:x"], &s.csr);
     assert_401(&r, "user account is disabled");
+    // Nor by another spelling of the name: usernames ignore ASCII case.
+    let r = post_with_cert(&s.ca, &s.portal, &["-u", "LAB-Off:x"], &s.csr);
+    assert_401(&r, "user account is disabled");
+    // A user the store does not know is issued under the name in lower case.
+    let r = post_with_cert(&s.ca, &s.portal, &["-u", "Lab-New:x"], &s.csr);
+    let (cert, _) = keep(&s.ca, &r, "lab-new", &s.csr_key);
+    assert!(
+        subject(&cert).ends_with("/CN=lab-new"),
+        "{}",
+        subject(&cert)
+    );
 
     // Never a password in the log.
     assert!(!s.ca.log_text().contains("not-checked"));
@@ -394,9 +405,15 @@ fn renewal_by_a_valid_certificate_of_this_ca() {
     let dir = s.ca.dir.path().to_path_buf();
     let alice_pw = s.ca.add_user("alice");
 
-    // A plain password client (no client certificate) is unaffected.
-    let r = s.ca.post_csr("alice", &alice_pw, &s.csr);
+    // A plain password client (no client certificate) is unaffected; the name is
+    // matched regardless of case and issued as stored.
+    let r = s.ca.post_csr("ALICE", &alice_pw, &s.csr);
     let alice = keep(&s.ca, &r, "alice", &s.csr_key);
+    assert!(
+        subject(&alice.0).ends_with("/CN=alice"),
+        "{}",
+        subject(&alice.0)
+    );
     let first_serial = serial(&alice.0);
 
     // Renewal: no Authorization, the current certificate as client certificate.

@@ -243,8 +243,8 @@ fn printable_or_ia5(kind: StringKind, v: &str) -> bool {
     }
 }
 
-/// Checks that a username can be carried in a subject: 1 to 64 characters, letters
-/// and digits (any script) and `.`, `_`, `-`, `@`; it may not start with `-` or `.`.
+/// Checks that a username can be carried in a subject: 1 to 64 characters, ASCII
+/// letters and digits and `.`, `_`, `-`, `@`; it may not start with `-` or `.`.
 /// Everything that has a meaning in some DN string format (`/ , + = " \ < > ; #`),
 /// white space and control characters are refused.
 pub fn validate_username(username: &str) -> Result<(), SubjectError> {
@@ -269,11 +269,14 @@ pub fn validate_username(username: &str) -> Result<(), SubjectError> {
     if username.starts_with(['-', '.']) {
         return refuse("it starts with '-' or '.'");
     }
+    // ASCII only: letters from other scripts can look identical to ASCII ones
+    // ("аlice" with a Cyrillic a), and relying parties compare names ignoring ASCII
+    // case only, so usernames are also unique regardless of case (the store's job).
     if !username
         .chars()
-        .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
     {
-        return refuse("only letters, digits and . _ - @ are allowed");
+        return refuse("only ASCII letters, digits and . _ - @ are allowed");
     }
     Ok(())
 }
@@ -329,8 +332,25 @@ mod tests {
         let t = template();
         let long = "a".repeat(65);
         for bad in [
-            "a/CN=b", "a,CN=b", "a+CN=b", "a=b", "a\nb", "a\u{0}b", "a\tb", "a b", "", "-rf",
-            ".hidden", "a\"b", "a\\b", "a<b", "a;b", "#a", &long,
+            "a/CN=b",
+            "a,CN=b",
+            "a+CN=b",
+            "a=b",
+            "a\nb",
+            "a\u{0}b",
+            "a\tb",
+            "a b",
+            "",
+            "-rf",
+            ".hidden",
+            "a\"b",
+            "a\\b",
+            "a<b",
+            "a;b",
+            "#a",
+            "Zoë",
+            "\u{430}lice",
+            &long,
         ] {
             let e = t.render(bad).unwrap_err();
             assert!(
@@ -349,7 +369,7 @@ mod tests {
             "user_1",
             "bob-2",
             "x@example.org",
-            "Zoë",
+            "JSmith",
             &"a".repeat(64),
         ] {
             t.render(good).unwrap();

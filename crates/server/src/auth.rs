@@ -187,8 +187,10 @@ pub async fn password(
     lockout: &Lockout,
     creds: BasicCredentials,
 ) -> Result<Principal, ApiError> {
+    // Keyed like the store's names, ignoring ASCII case: "Bob" and "bob" are one
+    // user and share one count.
     let attempt = lockout
-        .attempt(&creds.username, Instant::now())
+        .attempt(&creds.username.to_ascii_lowercase(), Instant::now())
         .map_err(ApiError::LockedOut)?;
     // A name the subject could never carry cannot be in the store: skip the lookup,
     // but not the hashing time.

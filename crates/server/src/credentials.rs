@@ -111,7 +111,7 @@ pub async fn authenticate(
             .await
             .map_err(|e| refuse(body.username.as_deref(), e))?;
         if let Some(named) = body.username.as_deref()
-            && named != principal.username
+            && !named.eq_ignore_ascii_case(&principal.username)
         {
             return Err(refuse(
                 Some(named),
@@ -137,19 +137,32 @@ pub async fn authenticate(
             (user, Pending::Parsed(body))
         }
     };
+    // One spelling per person: usernames are unique regardless of ASCII case (as
+    // relying parties compare subjects), so a user the store knows is issued under
+    // the stored name, and any other under the name in lower case.
+    let known = if validate_username(&user).is_ok() {
+        state
+            .store
+            .get_user(&user)
+            .await
+            .map_err(|e| refuse(Some(&user), e.into()))?
+    } else {
+        None
+    };
+    let asked = user;
+    let user = match &known {
+        Some(u) => u.username.clone(),
+        None => asked.to_ascii_lowercase(),
+    };
     let (retriever, subject) = client
         .retrievers
         .authenticate(client_certs, &user, now)
-        .map_err(|e| refuse(Some(&user), e))?;
+        .map_err(|e| refuse(Some(&asked), e))?;
     let lifetime_cap = retriever.lifetime;
     // A retriever may ask for users the store does not know (its rule is the
     // authority), but never for one who is disabled here.
-    if validate_username(&user).is_ok() {
-        match state.store.get_user(&user).await {
-            Ok(Some(u)) if u.disabled => return Err(refuse(Some(&user), ApiError::UserDisabled)),
-            Ok(_) => {}
-            Err(e) => return Err(refuse(Some(&user), e.into())),
-        }
+    if known.as_ref().is_some_and(|u| u.disabled) {
+        return Err(refuse(Some(&asked), ApiError::UserDisabled));
     }
     let body = match pending {
         Pending::Parsed(body) => body,
@@ -158,10 +171,10 @@ pub async fn authenticate(
             .map_err(|e| refuse(Some(&user), e))?,
     };
     if let Some(named) = body.username.as_deref()
-        && named != user
+        && !named.eq_ignore_ascii_case(&asked)
     {
         return Err(refuse(
-            Some(&user),
+            Some(&asked),
             ApiError::BadRequest(format!(
                 "the HTTP Basic username {user:?} and the form field 'username' {named:?} differ"
             )),

@@ -45,10 +45,11 @@ impl Pattern {
         Ok(Pattern(text.chars().collect()))
     }
 
-    /// Whether `name` matches.
+    /// Whether `name` matches, ignoring ASCII case (usernames are unique that way).
     pub fn matches(&self, name: &str) -> bool {
-        let name: Vec<char> = name.chars().collect();
-        glob(&self.0, &name)
+        let pattern: Vec<char> = self.0.iter().map(char::to_ascii_lowercase).collect();
+        let name: Vec<char> = name.chars().map(|c| c.to_ascii_lowercase()).collect();
+        glob(&pattern, &name)
     }
 }
 

@@ -40,7 +40,7 @@ macro_rules! impl_store {
                 now: OffsetDateTime,
             ) -> Result<()> {
                 let r = sqlx::query(
-                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3",
+                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE lower(username) = lower($3)",
                 )
                 .bind(hash)
                 .bind(to_secs(now))
@@ -58,7 +58,7 @@ macro_rules! impl_store {
                 now: OffsetDateTime,
             ) -> Result<()> {
                 let r = sqlx::query(
-                    "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3",
+                    "UPDATE users SET disabled = $1, updated_at = $2 WHERE lower(username) = lower($3)",
                 )
                 .bind(disabled)
                 .bind(to_secs(now))
@@ -70,7 +70,7 @@ macro_rules! impl_store {
             }
 
             async fn remove_user(&self, username: &str) -> Result<()> {
-                let r = sqlx::query("DELETE FROM users WHERE username = $1")
+                let r = sqlx::query("DELETE FROM users WHERE lower(username) = lower($1)")
                     .bind(username)
                     .execute(&self.$writes)
                     .await
@@ -82,7 +82,7 @@ macro_rules! impl_store {
                 sqlx::query(concat!(
                     "SELECT ",
                     user_columns!(),
-                    " FROM users WHERE username = $1"
+                    " FROM users WHERE lower(username) = lower($1)"
                 ))
                 .bind(username)
                 .fetch_optional(&self.$reads)

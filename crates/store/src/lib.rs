@@ -200,7 +200,8 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a user (their certificate records stay); [`StoreError::UserNotFound`]
     /// if there is no such user.
     async fn remove_user(&self, username: &str) -> Result<()>;
-    /// Looks a user up by exact name.
+    /// Looks a user up by name, ignoring ASCII case (names are unique that way); the
+    /// `User` returned carries the name as stored.
     async fn get_user(&self, username: &str) -> Result<Option<User>>;
     /// All users, ordered by name (bytewise).
     async fn list_users(&self) -> Result<Vec<User>>;

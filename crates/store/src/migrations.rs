@@ -9,7 +9,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 use crate::{Result, StoreError, map_err};
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// One step of the schema.
 pub(crate) struct Migration {
@@ -58,7 +58,17 @@ pub(crate) const SQLITE: &[Migration] = &[
         ],
     },
     CRL_NUMBER,
+    USERNAMES_IGNORE_CASE,
 ];
+
+/// Migration 3, the same text on both backends: usernames are unique regardless of
+/// ASCII case (relying parties compare subjects that way), and looked up by
+/// `lower(username)` through this index.
+const USERNAMES_IGNORE_CASE: Migration = Migration {
+    version: 3,
+    description: "usernames unique regardless of case",
+    statements: &["CREATE UNIQUE INDEX users_username_lower ON users (lower(username))"],
+};
 
 /// Migration 2, the same text on both backends: the CRL number, one row that
 /// `UPDATE ... RETURNING` increments atomically, so that every instance sharing the
@@ -110,6 +120,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
         ],
     },
     CRL_NUMBER,
+    USERNAMES_IGNORE_CASE,
 ];
 
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

@@ -176,8 +176,13 @@ mod suite {
         let alice = user("alice");
         s.add_user(&alice).await.unwrap();
         assert_eq!(s.get_user("alice").await.unwrap(), Some(alice.clone()));
-        // Names are exact: no case folding.
-        assert_eq!(s.get_user("Alice").await.unwrap(), None);
+        // Names are unique regardless of ASCII case: lookups ignore it and return
+        // the stored spelling, and a name differing only in case is taken.
+        assert_eq!(s.get_user("ALICE").await.unwrap(), Some(alice.clone()));
+        match s.add_user(&user("Alice")).await {
+            Err(StoreError::UserExists(n)) => assert_eq!(n, "Alice"),
+            other => panic!("expected UserExists, got {other:?}"),
+        }
 
         let mut again = user("alice");
         again.password_hash = "other".into();
