@@ -671,3 +671,22 @@ fn a_certificate_without_its_key_fails_the_handshake() {
     assert!(r.is_err(), "a mismatched key got an answer: {r:?}");
     assert_eq!(count_issued(&s.ca), issued);
 }
+
+/// A client that presents a certificate nobody here trusts (a browser's, another
+/// organisation's) with a right password is served by the password; with a wrong
+/// one it hears why the certificate is refused.
+#[test]
+fn an_unrelated_client_certificate_does_not_stand_in_the_way_of_a_password() {
+    let mut s = setup("");
+    s.ca.start();
+    let dir = s.ca.dir.path().to_path_buf();
+    let pw = s.ca.add_user("erin");
+    let other_ca = make_ca(&dir, "browser-ca", "/O=Elsewhere/CN=Browser CA");
+    let browser = make_client(&dir, &other_ca, "browser", "/O=Elsewhere/CN=erin");
+    let r = post_with_cert(&s.ca, &browser, &["-u", &format!("erin:{pw}")], &s.csr);
+    let (cert, _) = keep(&s.ca, &r, "erin", &s.csr_key);
+    assert!(subject(&cert).ends_with("/CN=erin"), "{}", subject(&cert));
+    assert_eq!(record(&s.ca, &serial(&cert)).auth_method, "password");
+    let r = post_with_cert(&s.ca, &browser, &["-u", "erin:wrong-password"], &s.csr);
+    assert_401(&r, "it does not chain to a trusted CA");
+}

@@ -13,7 +13,12 @@
 //! 3. A certificate that names this CA as its issuer, without Basic credentials:
 //!    renewal for the user the certificate was issued to (a `username` form field,
 //!    if sent, must name that user).
-//! 4. Any other certificate: a retriever's. The user comes from the Basic username
+//! 4. Any other certificate with Basic credentials, when it could not be a
+//!    retriever's (it does not verify against the retriever anchors, or retriever
+//!    authentication is off) and passwords are on: a right password decides and the
+//!    certificate is ignored (browsers and some clients present one anyway); a wrong
+//!    one is refused with the certificate's reason.
+//! 5. Any other certificate: a retriever's. The user comes from the Basic username
 //!    (its password is not checked) or the form field `username` (both: they must
 //!    agree); without one, 401. With a Basic header the certificate is judged before
 //!    the body is read, as a password is.
@@ -123,6 +128,33 @@ pub async fn authenticate(
             lifetime_cap: Some(original_lifetime),
             body,
         });
+    }
+
+    // A certificate that no retriever could hold (another CA's, or retriever
+    // authentication off) beside a username and password: a client that presents
+    // some certificate anyway, as browsers and institutional setups do. A right
+    // password decides and the certificate is ignored; a wrong one (counted, as any
+    // failed password) is refused with the certificate's reason, which is what a
+    // portal whose certificate was refused needs to hear.
+    if let Some(creds) = basic.as_ref()
+        && state.config.auth.password
+        && !client.retrievers.could_be_retriever(client_certs, now)
+    {
+        let why = client
+            .retrievers
+            .authenticate(client_certs, &creds.username, now)
+            .err();
+        let creds = auth::BasicCredentials {
+            username: creds.username.clone(),
+            password: creds.password.clone(),
+        };
+        return match password(state, creds, raw).await {
+            Err(r) if matches!(r.error, ApiError::BadCredentials) => Err(Refusal {
+                error: why.unwrap_or(r.error),
+                user: r.user,
+            }),
+            other => other,
+        };
     }
 
     // A retriever: the user from the Basic header if there is one (then the body is

@@ -215,6 +215,17 @@ impl Retrievers {
         &self.list
     }
 
+    /// Whether `chain` could be a retriever's at all: retriever authentication is on
+    /// and the chain verifies against the retriever anchors (its subject and the user
+    /// rule aside).
+    pub fn could_be_retriever(
+        &self,
+        chain: &[CertificateDer<'static>],
+        now: OffsetDateTime,
+    ) -> bool {
+        self.enabled && !chain.is_empty() && verify_chain(chain, &self.anchors, now).is_ok()
+    }
+
     /// Authenticates a client chain as a retriever asking for `username`: the
     /// retriever's entry and the retriever certificate's actual subject (one-line
     /// form, for the record).
