@@ -87,14 +87,6 @@ impl Lockout {
         }
     }
 
-    /// How long `username` must still wait, if it is locked out at `now`.
-    pub fn check(&self, username: &str, now: Instant) -> Option<Duration> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let f = entries.get(username)?;
-        let until = f.last + self.period;
-        (f.count >= self.max_failures && until > now).then(|| until - now)
-    }
-
     /// Starts a password check for `username`: refused if it is locked out, else the
     /// attempt counts as a failure *now*, before the slow hash, so that concurrent
     /// guesses cannot all pass the check before any of them is recorded. The
@@ -127,13 +119,6 @@ impl Lockout {
             username: username.to_string(),
             settled: false,
         })
-    }
-
-    /// Records a failed password (for callers that check without [`Lockout::attempt`]).
-    pub fn fail(&self, username: &str, now: Instant) {
-        if let Ok(mut a) = self.attempt(username, now) {
-            a.settled = true;
-        }
     }
 
     /// Forgets the failures of a user who just logged in.
@@ -280,15 +265,19 @@ mod tests {
     fn lockout_after_max_failures_then_expires() {
         let l = Lockout::new(3, Duration::from_secs(60));
         let t0 = Instant::now();
-        for _ in 0..2 {
-            l.fail("bob", t0);
+        for _ in 0..3 {
+            l.attempt("bob", t0).unwrap().failed();
         }
-        assert!(l.check("bob", t0).is_none());
-        l.fail("bob", t0);
-        assert!(l.check("bob", t0).is_some());
-        assert!(l.check("alice", t0).is_none());
-        assert!(l.check("bob", t0 + Duration::from_secs(61)).is_none());
-        l.succeed("bob");
-        assert!(l.check("bob", t0).is_none());
+        let wait = l.attempt("bob", t0).err().unwrap();
+        assert_eq!(wait, Duration::from_secs(60));
+        assert!(
+            l.attempt("alice", t0).is_ok(),
+            "other names are not affected"
+        );
+        // After the period, bob may try again; a success forgets his failures.
+        l.attempt("bob", t0 + Duration::from_secs(61))
+            .unwrap()
+            .succeeded();
+        assert!(l.attempt("bob", t0).is_ok());
     }
 }
