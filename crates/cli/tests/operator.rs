@@ -381,17 +381,7 @@ fn issued_certificates_are_recorded_before_they_are_returned() {
     assert_eq!(r.status, 200);
     let pem_path = ca.path("k.pem");
     std::fs::write(&pem_path, &r.body).unwrap();
-    let out = ok(&mut openssl(&[
-        "x509",
-        "-noout",
-        "-serial",
-        "-in",
-        pem_path.to_str().unwrap(),
-    ]));
-    let serial = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_start_matches("serial=")
-        .to_ascii_lowercase();
+    let serial = cert_serial(&pem_path);
     assert_eq!(serial.len(), 40, "{serial}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

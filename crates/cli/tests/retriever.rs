@@ -137,20 +137,6 @@ fn subject(pem: &Path) -> String {
     text.trim().trim_start_matches("subject=").to_string()
 }
 
-fn serial(pem: &Path) -> String {
-    let out = ok(&mut openssl(&[
-        "x509",
-        "-noout",
-        "-serial",
-        "-in",
-        pem.to_str().unwrap(),
-    ]));
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_start_matches("serial=")
-        .to_ascii_lowercase()
-}
-
 fn assert_401(r: &CurlResult, needle: &str) {
     assert!(
         r.transport_ok,
@@ -258,7 +244,7 @@ fn retrievers_are_judged_by_certificate_subject_and_user_rule() {
     let r = post_with_cert(&s.ca, &s.portal, &["-u", "alice:not-checked"], &s.csr);
     let (cert, _) = keep(&s.ca, &r, "alice-by-portal", &s.csr_key);
     assert!(subject(&cert).ends_with("/CN=alice"), "{}", subject(&cert));
-    let rec = record(&s.ca, &serial(&cert));
+    let rec = record(&s.ca, &cert_serial(&cert));
     assert_eq!(rec.username, "alice");
     assert_eq!(rec.auth_method, "retriever");
     assert_eq!(
@@ -274,7 +260,7 @@ fn retrievers_are_judged_by_certificate_subject_and_user_rule() {
     s.ca.add_user("alice");
     let r = post_with_cert(&s.ca, &(cert.clone(), s.csr_key.clone()), &[], &s.csr);
     let (renewed, _) = keep(&s.ca, &r, "alice-by-portal-renewed", &s.csr_key);
-    let rec = record(&s.ca, &serial(&renewed));
+    let rec = record(&s.ca, &cert_serial(&renewed));
     assert_eq!(rec.auth_method, "renewal");
     assert!(
         rec.not_after - rec.issued_at <= time::Duration::hours(1),
@@ -414,14 +400,14 @@ fn renewal_by_a_valid_certificate_of_this_ca() {
         "{}",
         subject(&alice.0)
     );
-    let first_serial = serial(&alice.0);
+    let first_serial = cert_serial(&alice.0);
 
     // Renewal: no Authorization, the current certificate as client certificate.
     let (new_key, new_csr) = make_csr(&dir, "rotated", "ec", Some("P-384"), "/CN=x", &[]);
     let r = post_with_cert(&s.ca, &alice, &[], &new_csr);
     let renewed = keep(&s.ca, &r, "alice-renewed", &new_key);
     assert_eq!(subject(&renewed.0), subject(&alice.0));
-    let renewed_serial = serial(&renewed.0);
+    let renewed_serial = cert_serial(&renewed.0);
     assert_ne!(renewed_serial, first_serial);
     let rec = record(&s.ca, &renewed_serial);
     assert_eq!(rec.auth_method, "renewal");
@@ -448,7 +434,10 @@ fn renewal_by_a_valid_certificate_of_this_ca() {
     // Own certificate plus a password: the password decides.
     let r = post_with_cert(&s.ca, &alice, &["-u", &format!("alice:{alice_pw}")], &s.csr);
     let by_pw = keep(&s.ca, &r, "alice-pw2", &s.csr_key);
-    assert_eq!(record(&s.ca, &serial(&by_pw.0)).auth_method, "password");
+    assert_eq!(
+        record(&s.ca, &cert_serial(&by_pw.0)).auth_method,
+        "password"
+    );
     let r = post_with_cert(&s.ca, &alice, &["-u", "alice:wrong-password"], &s.csr);
     assert_401(&r, "invalid username or password");
 
@@ -481,7 +470,7 @@ fn renewal_by_a_valid_certificate_of_this_ca() {
     // A revoked certificate.
     let r = s.ca.post_csr("alice", &alice_pw, &s.csr);
     let doomed = keep(&s.ca, &r, "alice-doomed", &s.csr_key);
-    set_revoked(&s.ca, &serial(&doomed.0));
+    set_revoked(&s.ca, &cert_serial(&doomed.0));
     let r = post_with_cert(&s.ca, &doomed, &[], &s.csr);
     assert_401(
         &r,
@@ -686,7 +675,7 @@ fn an_unrelated_client_certificate_does_not_stand_in_the_way_of_a_password() {
     let r = post_with_cert(&s.ca, &browser, &["-u", &format!("erin:{pw}")], &s.csr);
     let (cert, _) = keep(&s.ca, &r, "erin", &s.csr_key);
     assert!(subject(&cert).ends_with("/CN=erin"), "{}", subject(&cert));
-    assert_eq!(record(&s.ca, &serial(&cert)).auth_method, "password");
+    assert_eq!(record(&s.ca, &cert_serial(&cert)).auth_method, "password");
     let r = post_with_cert(&s.ca, &browser, &["-u", "erin:wrong-password"], &s.csr);
     assert_401(&r, "it does not chain to a trusted CA");
 }

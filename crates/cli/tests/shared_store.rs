@@ -92,19 +92,7 @@ fn two_servers_share_one_postgresql_store() {
         assert_eq!(r.status, 200, "instance {i}: {}", r.text());
         let p = a.path(&format!("s{i}.pem"));
         std::fs::write(&p, &r.body).unwrap();
-        let out = ok(&mut openssl(&[
-            "x509",
-            "-noout",
-            "-serial",
-            "-in",
-            p.to_str().unwrap(),
-        ]));
-        serials.push(
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .trim_start_matches("serial=")
-                .to_ascii_lowercase(),
-        );
+        serials.push(cert_serial(&p));
     }
     // Every certificate from either instance is in the one record.
     let recorded = rt.block_on(async {

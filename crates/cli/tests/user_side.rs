@@ -388,17 +388,6 @@ fn getcert_gives_up_on_a_silent_server() {
     drop(silent);
 }
 
-fn serial_of(cert: &std::path::Path) -> String {
-    let out = ok(&mut openssl(&[
-        "x509",
-        "-noout",
-        "-serial",
-        "-in",
-        cert.to_str().unwrap(),
-    ]));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn subject_of(cert: &std::path::Path) -> String {
     let out = ok(&mut openssl(&[
         "x509",
@@ -425,7 +414,7 @@ fn getcert_renew_over_mutual_tls_keeps_or_rotates_the_key() {
     let out = getcert(&ca, &tr, "alice", &pw, &files);
     assert!(out.status.success(), "{}", text(&out));
     let (serial0, key0, subject0) = (
-        serial_of(&cert),
+        common::cert_serial(&cert),
         std::fs::read(&key).unwrap(),
         subject_of(&cert),
     );
@@ -443,7 +432,7 @@ fn getcert_renew_over_mutual_tls_keeps_or_rotates_the_key() {
     // Keep the key: a new serial, the same subject and key.
     let out = renew(&[]);
     assert!(out.status.success(), "{}", text(&out));
-    let serial1 = serial_of(&cert);
+    let serial1 = common::cert_serial(&cert);
     assert_ne!(serial1, serial0);
     assert_eq!(subject_of(&cert), subject0);
     assert_eq!(std::fs::read(&key).unwrap(), key0);
@@ -451,7 +440,7 @@ fn getcert_renew_over_mutual_tls_keeps_or_rotates_the_key() {
     // Rotate the key: a new serial and a new key that matches the new certificate.
     let out = renew(&["--rotate-key"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_ne!(serial_of(&cert), serial1);
+    assert_ne!(common::cert_serial(&cert), serial1);
     assert_ne!(std::fs::read(&key).unwrap(), key0);
     assert_eq!(pubkey_of_cert(&cert), pubkey_of_key(&key));
     assert_eq!(mode(&key), 0o600);

@@ -150,38 +150,47 @@ fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The part of a migration run both backends share, inside a transaction `$tx` that
+/// already holds the backend's lock: make sure the version table exists, read the
+/// version, refuse a newer schema, and apply what `$list` has beyond it.
+macro_rules! apply_pending {
+    ($tx:ident, $list:expr) => {{
+        sqlx::query(CREATE_VERSION_TABLE)
+            .execute(&mut *$tx)
+            .await
+            .map_err(map_err)?;
+        let current: i64 = sqlx::query(SELECT_VERSION)
+            .fetch_one(&mut *$tx)
+            .await
+            .and_then(|r| r.try_get("v"))
+            .map_err(map_err)?;
+        check_not_newer(current)?;
+        for m in $list.iter().filter(|m| m.version > current) {
+            for stmt in m.statements {
+                sqlx::query(*stmt)
+                    .execute(&mut *$tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            sqlx::query(
+                "INSERT INTO schema_version (version, description, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.description)
+            .bind(now_secs())
+            .execute(&mut *$tx)
+            .await
+            .map_err(map_err)?;
+        }
+    }};
+}
+
 /// Brings a SQLite database up to [`SCHEMA_VERSION`]; returns the version it is at.
 pub(crate) async fn migrate_sqlite(pool: &SqlitePool) -> Result<i64> {
     // IMMEDIATE takes the write lock up front, so two processes opening the same new
     // file cannot both read version 0 and both apply migration 1.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    sqlx::query(CREATE_VERSION_TABLE)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    let current: i64 = sqlx::query(SELECT_VERSION)
-        .fetch_one(&mut *tx)
-        .await
-        .and_then(|r| r.try_get("v"))
-        .map_err(map_err)?;
-    check_not_newer(current)?;
-    for m in SQLITE.iter().filter(|m| m.version > current) {
-        for stmt in m.statements {
-            sqlx::query(*stmt)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        sqlx::query(
-            "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-        )
-        .bind(m.version)
-        .bind(m.description)
-        .bind(now_secs())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    }
+    apply_pending!(tx, SQLITE);
     tx.commit().await.map_err(map_err)?;
     Ok(SCHEMA_VERSION)
 }
@@ -197,33 +206,7 @@ pub(crate) async fn migrate_postgres(pool: &PgPool) -> Result<i64> {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-    sqlx::query(CREATE_VERSION_TABLE)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    let current: i64 = sqlx::query(SELECT_VERSION)
-        .fetch_one(&mut *tx)
-        .await
-        .and_then(|r| r.try_get("v"))
-        .map_err(map_err)?;
-    check_not_newer(current)?;
-    for m in POSTGRES.iter().filter(|m| m.version > current) {
-        for stmt in m.statements {
-            sqlx::query(*stmt)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        sqlx::query(
-            "INSERT INTO schema_version (version, description, applied_at) VALUES ($1, $2, $3)",
-        )
-        .bind(m.version)
-        .bind(m.description)
-        .bind(now_secs())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    }
+    apply_pending!(tx, POSTGRES);
     tx.commit().await.map_err(map_err)?;
     Ok(SCHEMA_VERSION)
 }
