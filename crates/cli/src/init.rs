@@ -269,6 +269,11 @@ retriever_anchors = []             # PEM files of the CAs retriever certificates
 realm = "onlineca"                 # realm in WWW-Authenticate
 max_failures = 5                   # failed passwords before a username is locked out...
 lockout = "5m"                     # ...for this long after the last failure
+credential_cache = "5m"            # a verified password is accepted again without argon2 for this
+                                   # long, while the store holds the same hash ("0s": off)
+credential_cache_size = 10000      # usernames kept in that cache at most
+password_threads = 0               # argon2 threads (19 MiB each); 0: one per core
+password_queue = 256               # checks waiting for a thread; beyond, 503 + Retry-After
 
 [store]
 url = "sqlite://onlineca.db"       # or postgres://user@host/db when instances share the work

@@ -67,6 +67,7 @@ fn two_servers_share_one_postgresql_store() {
     let mut a = TestCa::init(&[]);
     a.edit_config("url = \"sqlite://onlineca.db\"", &store_line);
     a.edit_config("poll = \"5s\"", "poll = \"200ms\"");
+    a.edit_config("rate_limit = 120", "rate_limit = 0");
     a.start();
     // The second instance: the same CA files and the same database.
     let mut b = TestCa::init(&[]);
@@ -81,6 +82,7 @@ fn two_servers_share_one_postgresql_store() {
     }
     b.edit_config("url = \"sqlite://onlineca.db\"", &store_line);
     b.edit_config("poll = \"5s\"", "poll = \"200ms\"");
+    b.edit_config("rate_limit = 120", "rate_limit = 0");
     b.start();
 
     // A user added once exists for both.
@@ -94,6 +96,18 @@ fn two_servers_share_one_postgresql_store() {
         std::fs::write(&p, &r.body).unwrap();
         serials.push(cert_serial(&p));
     }
+    // 64 requests with the right password at once, half on each instance (HTTP/1.1
+    // connections on one, HTTP/2 streams on the other): none is refused.
+    let (on_a, on_b) = std::thread::scope(|s| {
+        let ha = s.spawn(|| a.post_csr_parallel("alice", &pw, &csr, 32, false));
+        let hb = s.spawn(|| b.post_csr_parallel("alice", &pw, &csr, 32, true));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    assert!(
+        on_a.iter().chain(&on_b).all(|&s| s == 200),
+        "{on_a:?} {on_b:?}"
+    );
+
     // Every certificate from either instance is in the one record.
     let recorded = rt.block_on(async {
         let store = onlineca_store::open(&url).await.unwrap();

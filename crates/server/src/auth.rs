@@ -1,16 +1,21 @@
-//! Turning request credentials into a [`Principal`]: HTTP Basic passwords, with a
-//! per-username lockout after repeated failures.
+//! Turning HTTP Basic credentials into a [`Principal`]: the password check, with a
+//! per-username lockout, one check in flight per username, a cache of verified
+//! credentials, and argon2 on a bounded pool of workers.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::HeaderMap;
 use base64::Engine;
-use onlineca_core::{Principal, password};
-use onlineca_store::Store;
+use onlineca_core::Principal;
+use onlineca_core::subject::validate_username;
+use onlineca_store::{Store, User};
 
+use crate::config::AuthSection;
+use crate::credential_cache::CredentialCache;
 use crate::error::ApiError;
+use crate::lockout::Lockout;
+use crate::password_pool::{PasswordPool, PoolError};
+use crate::user_gate::UserGates;
 
 /// Credentials from an `Authorization: Basic` header.
 pub struct BasicCredentials {
@@ -58,155 +63,109 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>
     }))
 }
 
-/// Failed-password bookkeeping, per username (existing or not, so that a lockout
-/// reveals nothing about which names exist).
+/// Everything a password check uses, built once at start-up.
 #[derive(Debug)]
-pub struct Lockout {
-    max_failures: u32,
-    period: Duration,
-    entries: Mutex<HashMap<String, Failures>>,
+pub struct PasswordCheck {
+    /// Failed-password bookkeeping.
+    pub lockout: Lockout,
+    /// Credentials verified recently.
+    pub cache: CredentialCache,
+    gates: UserGates,
+    pool: PasswordPool,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    last: Instant,
-}
-
-/// Entries kept before stale ones are swept, bounding memory under a spray attack.
-const SWEEP_AT: usize = 10_000;
-
-impl Lockout {
-    /// After `max_failures` failures, a username is refused for `period` after its
-    /// last failure.
-    pub fn new(max_failures: u32, period: Duration) -> Self {
-        Lockout {
-            max_failures,
-            period,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Starts a password check for `username`: refused if it is locked out, else the
-    /// attempt counts as a failure *now*, before the slow hash, so that concurrent
-    /// guesses cannot all pass the check before any of them is recorded. The
-    /// returned guard settles it: [`Attempt::succeeded`] forgets the failures; a
-    /// guard dropped unsettled (the check could not be made) takes the count back.
-    pub fn attempt<'a>(&'a self, username: &str, now: Instant) -> Result<Attempt<'a>, Duration> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = entries.get(username) {
-            let until = f.last + self.period;
-            if f.count >= self.max_failures && until > now {
-                return Err(until - now);
-            }
-        }
-        if entries.len() >= SWEEP_AT {
-            let period = self.period;
-            entries.retain(|_, f| f.last + period > now);
-        }
-        let e = entries.entry(username.to_string()).or_insert(Failures {
-            count: 0,
-            last: now,
-        });
-        // Failures older than the period no longer count.
-        if e.last + self.period <= now {
-            e.count = 0;
-        }
-        e.count += 1;
-        e.last = now;
-        Ok(Attempt {
-            lockout: self,
-            username: username.to_string(),
-            settled: false,
+impl PasswordCheck {
+    /// From the `[auth]` settings; starts the argon2 workers.
+    pub fn new(auth: &AuthSection) -> std::io::Result<Self> {
+        Ok(PasswordCheck {
+            lockout: Lockout::new(auth.max_failures, auth.lockout),
+            cache: CredentialCache::new(auth.credential_cache, auth.credential_cache_size),
+            gates: UserGates::new(),
+            pool: PasswordPool::start(auth.password_threads, auth.password_queue)?,
         })
     }
 
-    /// Forgets the failures of a user who just logged in.
-    pub fn succeed(&self, username: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.remove(username);
-    }
-}
-
-/// A password check in progress, counted as a failure until it succeeds.
-pub struct Attempt<'a> {
-    lockout: &'a Lockout,
-    username: String,
-    settled: bool,
-}
-
-impl Attempt<'_> {
-    /// The password was right: the username's failures are forgotten.
-    pub fn succeeded(mut self) {
-        self.settled = true;
-        self.lockout.succeed(&self.username);
+    /// How many argon2 verifications were made (cache hits make none).
+    pub fn verifications(&self) -> u64 {
+        self.pool.verifications()
     }
 
-    /// The password was wrong: the failure counted at the start stands.
-    pub fn failed(mut self) {
-        self.settled = true;
-    }
-}
-
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        if self.settled {
-            return;
+    /// Checks a username and password against the store. Unknown users cost the
+    /// same argon2 verification as wrong passwords; credentials verified within
+    /// `[auth] credential_cache` against the hash the store still holds cost none.
+    pub async fn check(
+        &self,
+        store: &dyn Store,
+        creds: BasicCredentials,
+    ) -> Result<Principal, ApiError> {
+        // Keyed like the store's names, ignoring ASCII case: "Bob" and "bob" are one
+        // user and share one count.
+        let name = creds.username.to_ascii_lowercase();
+        self.lockout
+            .check(&name, Instant::now())
+            .map_err(ApiError::LockedOut)?;
+        // A name the subject could never carry cannot be in the store: skip the
+        // lookup, but not the hashing time. The row is read on every request, so a
+        // changed password, a disabled or removed account counts at once, whichever
+        // process changed it.
+        let user = if validate_username(&creds.username).is_ok() {
+            store.get_user(&creds.username).await?
+        } else {
+            None
+        };
+        if let Some(u) = &user
+            && self
+                .cache
+                .hit(&name, &creds.password, &u.password_hash, Instant::now())
+        {
+            self.lockout.succeed(&name);
+            return accept(u);
         }
-        // No verdict (the store or the hashing task failed): not the user's failure.
-        let mut entries = self
+        let _turn = self.gates.enter(&name).await;
+        // Counted as a failure now, before the slow hash: see `Lockout::attempt`.
+        let attempt = self
             .lockout
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = entries.get_mut(&self.username) {
-            f.count = f.count.saturating_sub(1);
+            .attempt(&name, Instant::now())
+            .map_err(ApiError::LockedOut)?;
+        // The check this one waited for may have verified the same credentials.
+        if let Some(u) = &user
+            && self
+                .cache
+                .hit(&name, &creds.password, &u.password_hash, Instant::now())
+        {
+            attempt.succeeded();
+            return accept(u);
+        }
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = self
+            .pool
+            .verify(creds.password.clone(), stored)
+            .await
+            .map_err(|e| match e {
+                PoolError::Busy => ApiError::Busy,
+                PoolError::Stopped => ApiError::Internal(e.to_string()),
+            })?;
+        match &user {
+            Some(u) if ok => {
+                attempt.succeeded();
+                self.cache
+                    .insert(&name, &creds.password, &u.password_hash, Instant::now());
+                accept(u)
+            }
+            _ => {
+                attempt.failed();
+                Err(ApiError::BadCredentials)
+            }
         }
     }
 }
 
-/// Checks a username and password against the store. The argon2 work runs on the
-/// blocking pool; unknown users cost the same time as wrong passwords.
-pub async fn password(
-    store: &Arc<dyn Store>,
-    lockout: &Lockout,
-    creds: BasicCredentials,
-) -> Result<Principal, ApiError> {
-    // Keyed like the store's names, ignoring ASCII case: "Bob" and "bob" are one
-    // user and share one count.
-    let attempt = lockout
-        .attempt(&creds.username.to_ascii_lowercase(), Instant::now())
-        .map_err(ApiError::LockedOut)?;
-    // A name the subject could never carry cannot be in the store: skip the lookup,
-    // but not the hashing time.
-    let user = if onlineca_core::subject::validate_username(&creds.username).is_ok() {
-        store.get_user(&creds.username).await?
+/// The verdict for a user whose password was right.
+fn accept(u: &User) -> Result<Principal, ApiError> {
+    if u.disabled {
+        Err(ApiError::UserDisabled)
     } else {
-        None
-    };
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let given = creds.password;
-    let ok = tokio::task::spawn_blocking(move || match stored {
-        Some(hash) => password::verify(&given, &hash),
-        None => {
-            password::verify_dummy(&given);
-            false
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("password check task failed: {e}")))?;
-    match user {
-        Some(u) if ok => {
-            attempt.succeeded();
-            if u.disabled {
-                return Err(ApiError::UserDisabled);
-            }
-            Ok(Principal::password(u.username))
-        }
-        _ => {
-            attempt.failed();
-            Err(ApiError::BadCredentials)
-        }
+        Ok(Principal::password(u.username.clone()))
     }
 }
 
@@ -233,6 +192,80 @@ mod tests {
         );
     }
 
+    fn creds(user: &str, pw: &str) -> BasicCredentials {
+        BasicCredentials {
+            username: user.into(),
+            password: pw.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_skips_argon2_for_repeat_credentials_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = onlineca_store::open(&url).await.unwrap();
+        let t = time::OffsetDateTime::now_utc();
+        store
+            .add_user(&User {
+                username: "Alice".into(),
+                password_hash: onlineca_core::password::hash("right").unwrap(),
+                disabled: false,
+                created_at: t,
+                updated_at: t,
+            })
+            .await
+            .unwrap();
+        let auth = AuthSection {
+            max_failures: 3,
+            ..AuthSection::default()
+        };
+        let check = PasswordCheck::new(&auth).unwrap();
+        let store = store.as_ref();
+
+        let p = check.check(store, creds("alice", "right")).await.unwrap();
+        assert_eq!(p.username, "Alice", "the stored spelling");
+        assert_eq!(check.verifications(), 1);
+        for user in ["alice", "ALICE"] {
+            check.check(store, creds(user, "right")).await.unwrap();
+        }
+        assert_eq!(check.verifications(), 1, "repeat credentials hit the cache");
+        assert_eq!(check.cache.len(), 1);
+
+        // Unknown users and wrong passwords: a full check each, never cached.
+        for _ in 0..2 {
+            let e = check.check(store, creds("ghost", "x")).await.unwrap_err();
+            assert!(matches!(e, ApiError::BadCredentials), "{e}");
+        }
+        assert_eq!(check.verifications(), 3);
+        assert_eq!(check.cache.len(), 1);
+        for _ in 0..3 {
+            let e = check
+                .check(store, creds("alice", "wrong"))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, ApiError::BadCredentials), "{e}");
+        }
+        assert_eq!(check.verifications(), 6);
+        // Three wrong ones lock the name, cached password or not.
+        let e = check
+            .check(store, creds("alice", "right"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::LockedOut(_)), "{e}");
+
+        // With the cache off, every check is an argon2 verification.
+        let off = PasswordCheck::new(&AuthSection {
+            credential_cache: std::time::Duration::ZERO,
+            ..AuthSection::default()
+        })
+        .unwrap();
+        for _ in 0..2 {
+            off.check(store, creds("alice", "right")).await.unwrap();
+        }
+        assert_eq!(off.verifications(), 2);
+        assert!(off.cache.is_empty());
+    }
+
     #[test]
     fn basic_errors() {
         assert!(basic_credentials(&HeaderMap::new()).unwrap().is_none());
@@ -240,44 +273,5 @@ mod tests {
         assert!(basic_credentials(&headers("Basic !!!")).is_err());
         // "nocolon"
         assert!(basic_credentials(&headers("Basic bm9jb2xvbg==")).is_err());
-    }
-
-    #[test]
-    fn concurrent_attempts_are_counted_before_the_verdict() {
-        let l = Lockout::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
-        // Three checks in flight at once: the fourth is refused before any verdict.
-        let a = l.attempt("eve", t0).unwrap();
-        let b = l.attempt("eve", t0).unwrap();
-        let c = l.attempt("eve", t0).unwrap();
-        assert!(l.attempt("eve", t0).is_err());
-        // A check that ended without a verdict gives its count back.
-        drop(c);
-        let c = l.attempt("eve", t0).unwrap();
-        a.failed();
-        b.failed();
-        // A success forgets everything.
-        c.succeeded();
-        assert!(l.attempt("eve", t0).is_ok());
-    }
-
-    #[test]
-    fn lockout_after_max_failures_then_expires() {
-        let l = Lockout::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            l.attempt("bob", t0).unwrap().failed();
-        }
-        let wait = l.attempt("bob", t0).err().unwrap();
-        assert_eq!(wait, Duration::from_secs(60));
-        assert!(
-            l.attempt("alice", t0).is_ok(),
-            "other names are not affected"
-        );
-        // After the period, bob may try again; a success forgets his failures.
-        l.attempt("bob", t0 + Duration::from_secs(61))
-            .unwrap()
-            .succeeded();
-        assert!(l.attempt("bob", t0).is_ok());
     }
 }

@@ -215,6 +215,19 @@ pub struct AuthSection {
     /// How long a lockout lasts.
     #[serde(default = "default_lockout", with = "humantime_serde")]
     pub lockout: Duration,
+    /// How long a verified username and password are accepted again without argon2
+    /// (while the store holds the same hash for an enabled user); zero turns it off.
+    #[serde(default = "default_credential_cache", with = "humantime_serde")]
+    pub credential_cache: Duration,
+    /// How many usernames the credential cache keeps at most.
+    #[serde(default = "default_credential_cache_size")]
+    pub credential_cache_size: usize,
+    /// Threads verifying passwords (argon2id, 19 MiB each); 0: one per core.
+    #[serde(default)]
+    pub password_threads: usize,
+    /// Password checks that may wait for a thread; beyond it, 503 with Retry-After.
+    #[serde(default = "default_password_queue")]
+    pub password_queue: usize,
 }
 fn yes() -> bool {
     true
@@ -228,6 +241,15 @@ fn default_max_failures() -> u32 {
 fn default_lockout() -> Duration {
     secs(300)
 }
+fn default_credential_cache() -> Duration {
+    secs(300)
+}
+fn default_credential_cache_size() -> usize {
+    10_000
+}
+fn default_password_queue() -> usize {
+    256
+}
 
 impl Default for AuthSection {
     fn default() -> Self {
@@ -239,6 +261,10 @@ impl Default for AuthSection {
             realm: default_realm(),
             max_failures: default_max_failures(),
             lockout: default_lockout(),
+            credential_cache: default_credential_cache(),
+            credential_cache_size: default_credential_cache_size(),
+            password_threads: 0,
+            password_queue: default_password_queue(),
         }
     }
 }
@@ -436,6 +462,7 @@ impl Config {
             ("certificate.lifetime", self.certificate.lifetime),
             ("certificate.backdate", self.certificate.backdate),
             ("auth.lockout", self.auth.lockout),
+            ("auth.credential_cache", self.auth.credential_cache),
             ("crl.next_update", self.crl.next_update),
             ("crl.refresh", self.crl.refresh),
             ("crl.poll", self.crl.poll),
@@ -460,6 +487,9 @@ impl Config {
         }
         if self.auth.max_failures == 0 {
             return Err(self.invalid("auth.max_failures", "must be at least 1"));
+        }
+        if self.auth.password_threads > 1024 {
+            return Err(self.invalid("auth.password_threads", "must be at most 1024"));
         }
         crate::retriever::check_config(self)
             .map_err(|(key, message)| self.invalid(key, message))?;
@@ -552,6 +582,22 @@ impl Config {
             "auth.lockout",
             humantime::format_duration(self.auth.lockout).to_string(),
         );
+        line(
+            "auth.credential_cache",
+            humantime::format_duration(self.auth.credential_cache).to_string(),
+        );
+        line(
+            "auth.credential_cache_size",
+            self.auth.credential_cache_size.to_string(),
+        );
+        line(
+            "auth.password_threads",
+            match self.auth.password_threads {
+                0 => "0 (one per core)".to_string(),
+                n => n.to_string(),
+            },
+        );
+        line("auth.password_queue", self.auth.password_queue.to_string());
         line("store.url", redact_url(&self.store.url));
         line("trustroots.format", self.trustroots.format.to_string());
         line("trustroots.extra", paths(&self.trustroots.extra));

@@ -250,7 +250,9 @@ async fn password(
     if !state.config.auth.password {
         return Err(refuse(Some(&user), ApiError::PasswordAuthDisabled));
     }
-    let principal = auth::password(&state.store, &state.lockout, creds)
+    let principal = state
+        .passwords
+        .check(state.store.as_ref(), creds)
         .await
         .map_err(|e| refuse(Some(&user), e))?;
     let body = body::parse(raw).await.map_err(|e| refuse(Some(&user), e))?;

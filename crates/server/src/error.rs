@@ -81,6 +81,9 @@ pub enum ApiError {
     /// No such resource.
     #[error("not found: {0}")]
     NotFound(String),
+    /// Every password worker is busy and the queue is full: nothing was checked.
+    #[error("too many password checks in progress; retry after {BUSY_RETRY_SECS} second")]
+    Busy,
     /// The store cannot be reached: nothing was issued.
     #[error("storage unavailable: {0}")]
     StoreUnavailable(String),
@@ -88,6 +91,9 @@ pub enum ApiError {
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// What a client refused with [`ApiError::Busy`] is told to wait.
+const BUSY_RETRY_SECS: u64 = 1;
 
 /// A wait in whole seconds, rounded up and at least one, so that a client retrying
 /// after `Retry-After` seconds is not refused again for arriving early.
@@ -118,7 +124,7 @@ impl ApiError {
             | ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable(_) | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -135,6 +141,7 @@ impl ApiError {
                         "service temporarily unavailable (storage); nothing was issued; request id {request_id}\n"
                     )
                 }
+                ApiError::Busy => format!("{self}; nothing was issued\n"),
                 _ => format!("internal server error; request id {request_id}\n"),
             }
         } else {
@@ -155,6 +162,9 @@ impl ApiError {
             }
             ApiError::StoreUnavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::Busy => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(BUSY_RETRY_SECS));
             }
             _ if status == StatusCode::UNAUTHORIZED => {
                 if let Ok(v) =

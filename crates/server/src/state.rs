@@ -8,7 +8,7 @@ use onlineca_core::{IssuingCa, Profile};
 use onlineca_store::Store;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::auth::Lockout;
+use crate::auth::PasswordCheck;
 use crate::config::Config;
 use crate::credentials::ClientAuth;
 use crate::crl::CrlCell;
@@ -55,8 +55,8 @@ pub struct AppState {
     pub profile: Profile,
     /// Users and issued certificates.
     pub store: Arc<dyn Store>,
-    /// Failed-password bookkeeping.
-    pub lockout: Lockout,
+    /// The password check: lockout, credential cache, argon2 workers.
+    pub passwords: PasswordCheck,
     /// Per-address limit of certificate requests, if configured.
     pub rate_limiter: Option<crate::ratelimit::RateLimiter>,
     /// Retrievers and renewal: what client certificates are checked against.
@@ -104,7 +104,7 @@ impl AppState {
         };
         Ok(AppState {
             client_auth,
-            lockout: Lockout::new(config.auth.max_failures, config.auth.lockout),
+            passwords: PasswordCheck::new(&config.auth)?,
             rate_limiter: (config.server.rate_limit > 0).then(|| {
                 crate::ratelimit::RateLimiter::new(
                     config.server.rate_limit,

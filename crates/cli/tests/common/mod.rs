@@ -250,6 +250,42 @@ impl TestCa {
         format!("{}/{}", self.base, path)
     }
 
+    /// Sends `n` certificate requests with Basic auth all at once from one curl
+    /// (`--parallel`): over HTTP/2 they share one connection as concurrent streams,
+    /// over HTTP/1.1 each has its own. Returns the statuses, in request order.
+    pub fn post_csr_parallel(
+        &self,
+        user: &str,
+        password: &str,
+        csr: &Path,
+        n: usize,
+        http2: bool,
+    ) -> Vec<u16> {
+        let field = format!("certificate_request@{}", csr.display());
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-S", "--max-time", "120", "--cacert"])
+            .arg(self.root_pem())
+            .args(["--parallel", "--parallel-max", &n.to_string()])
+            .arg(if http2 { "--http2" } else { "--http1.1" })
+            .args(["-u", &format!("{user}:{password}")])
+            .args(["--data-urlencode", &field])
+            .args(["-w", "%{http_code}\n"]);
+        let url = self.url("certificate/");
+        for _ in 0..n {
+            cmd.args(["-o", "/dev/null", &url]);
+        }
+        let out = run(&mut cmd);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let statuses: Vec<u16> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        assert_eq!(
+            statuses.len(),
+            n,
+            "curl --parallel: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        statuses
+    }
+
     /// POSTs a PEM CSR file as the deployed clients do (form field) with Basic auth.
     pub fn post_csr(&self, user: &str, password: &str, csr: &Path) -> CurlResult {
         let field = format!("certificate_request@{}", csr.display());
