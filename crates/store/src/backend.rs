@@ -4,8 +4,43 @@
 //! connection so that writes queue instead of meeting SQLite's busy lock), and the
 //! collation that makes user listings bytewise on both.
 
-/// Implements [`crate::Store`] for a backend struct with the named pool fields and an
-/// inherent `close_pools` method.
+/// The INSERT of one certificate record, its values bound: `$c` an [`IssuedCert`],
+/// `$serial` its serial in lower case.
+macro_rules! insert_issued_query {
+    ($c:expr, $serial:expr) => {
+        sqlx::query(concat!(
+            "INSERT INTO certificates (",
+            cert_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind($serial)
+        .bind(&$c.username)
+        .bind(&$c.subject)
+        .bind(&$c.auth_method)
+        .bind(&$c.retriever)
+        .bind(&$c.spki_sha256)
+        .bind($crate::to_secs($c.not_before))
+        .bind($crate::to_secs($c.not_after))
+        .bind($crate::to_secs($c.issued_at))
+        .bind(&$c.client_addr)
+        .bind(&$c.der)
+        .bind($c.revoked_at.map($crate::to_secs))
+        .bind($c.revocation_reason)
+    };
+}
+pub(crate) use insert_issued_query;
+
+/// The error of a failed certificate INSERT: a clash of serials is told apart.
+pub(crate) fn insert_issued_err(e: sqlx::Error, serial: &str) -> crate::StoreError {
+    if crate::is_unique_violation(&e) {
+        crate::StoreError::DuplicateSerial(serial.to_string())
+    } else {
+        crate::map_err(e)
+    }
+}
+
+/// Implements [`crate::Store`] for a backend struct with the named pool fields and
+/// inherent `close_pools` and `insert_issued` methods.
 macro_rules! impl_store {
     ($store:ty, reads = $reads:ident, writes = $writes:ident, users_order = $users_order:literal) => {
         #[async_trait::async_trait]
@@ -108,37 +143,9 @@ macro_rules! impl_store {
             }
 
             async fn record_issued(&self, c: &IssuedCert) -> Result<()> {
-                let serial = c.serial.to_ascii_lowercase();
-                // Autocommit: durable when this returns (SQLite: WAL + synchronous=FULL;
-                // PostgreSQL: synchronous_commit=on).
-                sqlx::query(concat!(
-                    "INSERT INTO certificates (",
-                    cert_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-                ))
-                .bind(&serial)
-                .bind(&c.username)
-                .bind(&c.subject)
-                .bind(&c.auth_method)
-                .bind(&c.retriever)
-                .bind(&c.spki_sha256)
-                .bind(to_secs(c.not_before))
-                .bind(to_secs(c.not_after))
-                .bind(to_secs(c.issued_at))
-                .bind(&c.client_addr)
-                .bind(&c.der)
-                .bind(c.revoked_at.map(to_secs))
-                .bind(c.revocation_reason)
-                .execute(&self.$writes)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::DuplicateSerial(serial.clone())
-                    } else {
-                        map_err(e)
-                    }
-                })?;
-                Ok(())
+                // Durable when this returns (SQLite: WAL + synchronous=FULL, commits
+                // grouped; PostgreSQL: synchronous_commit=on).
+                self.insert_issued(c).await
             }
 
             async fn get_issued(&self, serial: &str) -> Result<Option<IssuedCert>> {
@@ -153,6 +160,32 @@ macro_rules! impl_store {
                 .map_err(map_err)?
                 .map(|r| cert_from_row(&r))
                 .transpose()
+            }
+
+            async fn get_issued_with_account(
+                &self,
+                serial: &str,
+            ) -> Result<Option<(IssuedCert, Option<$crate::Account>)>> {
+                // Inside the subqueries `username` is the users table's own column.
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    cert_columns!(),
+                    ", (SELECT username FROM users \
+                        WHERE lower(username) = lower(certificates.username)) AS account, \
+                     (SELECT disabled FROM users \
+                        WHERE lower(username) = lower(certificates.username)) AS account_disabled \
+                     FROM certificates WHERE serial = $1"
+                ))
+                .bind(serial.to_ascii_lowercase())
+                .fetch_optional(&self.$reads)
+                .await
+                .map_err(map_err)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let cert = cert_from_row(&row)?;
+                let account = $crate::rows::account_from_row(&row)?;
+                Ok(Some((cert, account)))
             }
 
             async fn list_issued(&self, filter: &IssuedFilter) -> Result<Vec<IssuedCert>> {

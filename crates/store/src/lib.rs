@@ -27,6 +27,7 @@ macro_rules! user_columns {
 }
 
 mod backend;
+mod group_commit;
 mod migrations;
 mod postgres;
 mod rows;
@@ -40,7 +41,7 @@ pub use sqlite::SqliteStore;
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A user with this name already exists.
     #[error("user {0:?} already exists")]
@@ -91,6 +92,15 @@ impl std::fmt::Debug for User {
             .field("updated_at", &self.updated_at)
             .finish()
     }
+}
+
+/// What renewal needs to know of a user's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The login name, as stored.
+    pub username: String,
+    /// Whether the account is disabled.
+    pub disabled: bool,
 }
 
 /// The record of one issued certificate.
@@ -211,6 +221,22 @@ pub trait Store: Send + Sync + 'static {
     async fn record_issued(&self, c: &IssuedCert) -> Result<()>;
     /// Looks a certificate record up by serial (hex, any case).
     async fn get_issued(&self, serial: &str) -> Result<Option<IssuedCert>>;
+    /// A certificate record with the state of its user's account now (looked up by
+    /// name, ignoring case; `None` when there is no such account): what renewal
+    /// decides on. The built-in backends answer in one query.
+    async fn get_issued_with_account(
+        &self,
+        serial: &str,
+    ) -> Result<Option<(IssuedCert, Option<Account>)>> {
+        let Some(cert) = self.get_issued(serial).await? else {
+            return Ok(None);
+        };
+        let account = self.get_user(&cert.username).await?.map(|u| Account {
+            username: u.username,
+            disabled: u.disabled,
+        });
+        Ok(Some((cert, account)))
+    }
     /// Certificate records matching `filter`, newest first (by issue time, then
     /// serial descending).
     async fn list_issued(&self, filter: &IssuedFilter) -> Result<Vec<IssuedCert>>;

@@ -69,6 +69,17 @@ crate::backend::impl_store!(
 );
 
 impl PgStore {
+    /// Records one certificate in its own transaction (PostgreSQL groups
+    /// concurrent commits itself).
+    async fn insert_issued(&self, c: &IssuedCert) -> Result<()> {
+        let serial = c.serial.to_ascii_lowercase();
+        crate::backend::insert_issued_query!(c, &serial)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| crate::backend::insert_issued_err(e, &serial))?;
+        Ok(())
+    }
+
     /// Closes the connection pools (pending operations finish first).
     async fn close_pools(&self) {
         self.pool.close().await;

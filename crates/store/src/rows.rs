@@ -86,6 +86,23 @@ where
     })
 }
 
+/// Reads the `account, account_disabled` columns (both NULL without an account).
+pub(crate) fn account_from_row<'r, R>(row: &'r R) -> Result<Option<crate::Account>>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let Some(username) = get::<R, Option<String>>(row, "account")? else {
+        return Ok(None);
+    };
+    Ok(Some(crate::Account {
+        username,
+        disabled: get(row, "account_disabled")?,
+    }))
+}
+
 /// Builds a [`RevokedEntry`] from a row with `serial, revoked_at, revocation_reason`.
 pub(crate) fn revoked_from_row<'r, R>(row: &'r R) -> Result<RevokedEntry>
 where

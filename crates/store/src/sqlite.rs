@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 use time::OffsetDateTime;
 
+use crate::group_commit::GroupCommit;
 use crate::rows::{cert_from_row, mark_from_row, revoked_from_row, revoked_row, user_from_row};
 use crate::{
     Arg, IssuedCert, IssuedFilter, NEXT_CRL_NUMBER, REVOCATION_MARK, Result, RevocationMark,
@@ -30,6 +31,8 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Certificate records, committed in groups on the writer connection.
+    commits: GroupCommit,
 }
 
 impl SqliteStore {
@@ -61,7 +64,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| open_err(path, e))?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            commits: GroupCommit::start(writer.clone()),
+            writer,
+            reader,
+        })
     }
 
     /// Opens a private, empty in-memory database, for tests. It lives as long as
@@ -81,6 +88,7 @@ impl SqliteStore {
             .map_err(map_err)?;
         migrations::migrate_sqlite(&pool).await?;
         Ok(Self {
+            commits: GroupCommit::start(pool.clone()),
             writer: pool.clone(),
             reader: pool,
         })
@@ -124,6 +132,12 @@ crate::backend::impl_store!(
 );
 
 impl SqliteStore {
+    /// Records one certificate: committed together with whatever others arrived
+    /// meanwhile, one fsync for the group.
+    async fn insert_issued(&self, c: &IssuedCert) -> Result<()> {
+        self.commits.record(c).await
+    }
+
     /// Closes the connection pools (pending operations finish first).
     async fn close_pools(&self) {
         self.writer.close().await;

@@ -525,20 +525,60 @@ mod suite {
     pub async fn concurrent_writes(fx: Fixture) {
         let s = fx.open().await;
         let t = datetime!(2026-09-01 00:00 UTC);
-        let tasks: Vec<_> = (0..64u32)
+        // 64 serials, 16 of them sent twice at once: writes that meet in one group
+        // commit still fail alone on a clash, and each success is readable at once.
+        let tasks: Vec<_> = (0..80u32)
             .map(|i| {
                 let s = s.clone();
+                let serial = format!("{:04x}", i % 64);
                 tokio::spawn(async move {
-                    s.record_issued(&cert(&format!("{i:04x}"), "ivy", t))
-                        .await?;
-                    s.get_issued(&format!("{i:04x}")).await
+                    match s.record_issued(&cert(&serial, "ivy", t)).await {
+                        Ok(()) => Ok(s.get_issued(&serial).await.unwrap().is_some()),
+                        Err(e) => Err(e),
+                    }
                 })
             })
             .collect();
+        let (mut ok, mut clashes) = (0, 0);
         for task in tasks {
-            assert!(task.await.unwrap().unwrap().is_some());
+            match task.await.unwrap() {
+                Ok(found) => {
+                    assert!(found, "a recorded certificate is readable");
+                    ok += 1;
+                }
+                Err(StoreError::DuplicateSerial(_)) => clashes += 1,
+                Err(e) => panic!("unexpected {e}"),
+            }
         }
+        assert_eq!((ok, clashes), (64, 16));
         assert_eq!(s.count_issued().await.unwrap(), 64);
+    }
+
+    pub async fn issued_with_account(fx: Fixture) {
+        let s = fx.open().await;
+        let t = datetime!(2026-09-01 00:00 UTC);
+        assert_eq!(s.get_issued_with_account("0abc").await.unwrap(), None);
+        let c = cert("0ABC", "jo", t);
+        s.record_issued(&c).await.unwrap();
+        let got = s.get_issued_with_account("0abc").await.unwrap().unwrap();
+        assert_eq!(got.0, s.get_issued("0abc").await.unwrap().unwrap());
+        assert_eq!(got.1, None, "no account of that name");
+        // The account is found ignoring case and reported as stored.
+        s.add_user(&user("JO")).await.unwrap();
+        let account = |disabled| {
+            Some(onlineca_store::Account {
+                username: "JO".into(),
+                disabled,
+            })
+        };
+        let got = s.get_issued_with_account("0ABC").await.unwrap().unwrap();
+        assert_eq!(got.1, account(false));
+        s.set_disabled("jo", true, t).await.unwrap();
+        let got = s.get_issued_with_account("0abc").await.unwrap().unwrap();
+        assert_eq!(got.1, account(true));
+        s.remove_user("jo").await.unwrap();
+        let got = s.get_issued_with_account("0abc").await.unwrap().unwrap();
+        assert_eq!(got.1, None);
     }
 
     pub async fn status_filters(fx: Fixture) {
@@ -726,6 +766,7 @@ suite_tests!(
     bad_row_data_is_corrupt,
     ping_and_close,
     concurrent_writes,
+    issued_with_account,
     status_filters,
     revocation,
     crl_numbers_grow_across_instances,
