@@ -128,15 +128,32 @@ pub fn verify_chain(
     .map_err(|e| describe(&e))
 }
 
+/// The validity-period check of [`verify_chain`] alone, with its wording: valid from
+/// `not_before` through `not_after`, both inclusive, as webpki has it.
+pub fn validity(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<(), String> {
+    if now < not_before {
+        Err(format!("it is not valid before {}", rfc3339(not_before)))
+    } else if now > not_after {
+        Err(format!("it expired at {}", rfc3339(not_after)))
+    } else {
+        Ok(())
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| format!("{} (Unix time)", t.unix_timestamp()))
+}
+
 fn unix(t: UnixTime) -> String {
     i64::try_from(t.as_secs())
         .ok()
         .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("{} (Unix time)", t.as_secs()))
+        .map_or_else(|| format!("{} (Unix time)", t.as_secs()), rfc3339)
 }
 
 /// A webpki error in words.
@@ -168,5 +185,25 @@ fn describe(e: &webpki::Error) -> String {
         E::BadDer | E::BadDerTime | E::TrailingData(_) => "it is malformed DER".into(),
         E::UnsupportedCertVersion => "its X.509 version is not supported".into(),
         other => format!("it was refused ({other:?})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn validity_is_inclusive_at_both_ends() {
+        let (nb, na) = (
+            datetime!(2026-01-01 00:00:00 UTC),
+            datetime!(2026-01-01 12:00:00 UTC),
+        );
+        assert!(validity(nb, na, nb).is_ok());
+        assert!(validity(nb, na, na).is_ok());
+        let early = validity(nb, na, nb - time::Duration::SECOND).unwrap_err();
+        assert_eq!(early, "it is not valid before 2026-01-01T00:00:00Z");
+        let late = validity(nb, na, na + time::Duration::SECOND).unwrap_err();
+        assert_eq!(late, "it expired at 2026-01-01T12:00:00Z");
     }
 }
