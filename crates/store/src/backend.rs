@@ -4,28 +4,50 @@
 //! connection so that writes queue instead of meeting SQLite's busy lock), and the
 //! collation that makes user listings bytewise on both.
 
+/// A user by name, ignoring ASCII case: `$1` the name.
+pub(crate) const USER_BY_NAME: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE lower(username) = lower($1)"
+);
+
+/// A certificate record by serial (`$1`, lower case), then its user's account as
+/// `account, account_disabled` (both NULL without one). Inside the subqueries
+/// `username` is the users table's own column.
+pub(crate) const CERT_WITH_ACCOUNT: &str = concat!(
+    "SELECT ",
+    cert_columns!(),
+    ", (SELECT username FROM users WHERE lower(username) = lower(certificates.username)) \
+     AS account, \
+     (SELECT disabled FROM users WHERE lower(username) = lower(certificates.username)) \
+     AS account_disabled FROM certificates WHERE serial = $1"
+);
+
+/// The INSERT of one certificate record, `$1`..`$13` in `cert_columns!()` order.
+pub(crate) const INSERT_CERT: &str = concat!(
+    "INSERT INTO certificates (",
+    cert_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+
 /// The INSERT of one certificate record, its values bound: `$c` an [`IssuedCert`],
 /// `$serial` its serial in lower case.
 macro_rules! insert_issued_query {
     ($c:expr, $serial:expr) => {
-        sqlx::query(concat!(
-            "INSERT INTO certificates (",
-            cert_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        ))
-        .bind($serial)
-        .bind(&$c.username)
-        .bind(&$c.subject)
-        .bind(&$c.auth_method)
-        .bind(&$c.retriever)
-        .bind(&$c.spki_sha256)
-        .bind($crate::to_secs($c.not_before))
-        .bind($crate::to_secs($c.not_after))
-        .bind($crate::to_secs($c.issued_at))
-        .bind(&$c.client_addr)
-        .bind(&$c.der)
-        .bind($c.revoked_at.map($crate::to_secs))
-        .bind($c.revocation_reason)
+        sqlx::query($crate::backend::INSERT_CERT)
+            .bind($serial)
+            .bind(&$c.username)
+            .bind(&$c.subject)
+            .bind(&$c.auth_method)
+            .bind(&$c.retriever)
+            .bind(&$c.spki_sha256)
+            .bind($crate::to_secs($c.not_before))
+            .bind($crate::to_secs($c.not_after))
+            .bind($crate::to_secs($c.issued_at))
+            .bind(&$c.client_addr)
+            .bind(&$c.der)
+            .bind($c.revoked_at.map($crate::to_secs))
+            .bind($c.revocation_reason)
     };
 }
 pub(crate) use insert_issued_query;
@@ -40,7 +62,9 @@ pub(crate) fn insert_issued_err(e: sqlx::Error, serial: &str) -> crate::StoreErr
 }
 
 /// Implements [`crate::Store`] for a backend struct with the named pool fields and
-/// inherent `close_pools` and `insert_issued` methods.
+/// inherent `close_pools`, `insert_issued`, `find_user` and
+/// `find_issued_with_account` methods (the operations of every issuance, which each
+/// backend runs its own fastest way).
 macro_rules! impl_store {
     ($store:ty, reads = $reads:ident, writes = $writes:ident, users_order = $users_order:literal) => {
         #[async_trait::async_trait]
@@ -114,17 +138,7 @@ macro_rules! impl_store {
             }
 
             async fn get_user(&self, username: &str) -> Result<Option<User>> {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    user_columns!(),
-                    " FROM users WHERE lower(username) = lower($1)"
-                ))
-                .bind(username)
-                .fetch_optional(&self.$reads)
-                .await
-                .map_err(map_err)?
-                .map(|r| user_from_row(&r))
-                .transpose()
+                self.find_user(username).await
             }
 
             async fn list_users(&self) -> Result<Vec<User>> {
@@ -166,26 +180,7 @@ macro_rules! impl_store {
                 &self,
                 serial: &str,
             ) -> Result<Option<(IssuedCert, Option<$crate::Account>)>> {
-                // Inside the subqueries `username` is the users table's own column.
-                let row = sqlx::query(concat!(
-                    "SELECT ",
-                    cert_columns!(),
-                    ", (SELECT username FROM users \
-                        WHERE lower(username) = lower(certificates.username)) AS account, \
-                     (SELECT disabled FROM users \
-                        WHERE lower(username) = lower(certificates.username)) AS account_disabled \
-                     FROM certificates WHERE serial = $1"
-                ))
-                .bind(serial.to_ascii_lowercase())
-                .fetch_optional(&self.$reads)
-                .await
-                .map_err(map_err)?;
-                let Some(row) = row else {
-                    return Ok(None);
-                };
-                let cert = cert_from_row(&row)?;
-                let account = $crate::rows::account_from_row(&row)?;
-                Ok(Some((cert, account)))
+                self.find_issued_with_account(serial).await
             }
 
             async fn list_issued(&self, filter: &IssuedFilter) -> Result<Vec<IssuedCert>> {

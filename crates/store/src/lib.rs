@@ -27,11 +27,11 @@ macro_rules! user_columns {
 }
 
 mod backend;
-mod group_commit;
 mod migrations;
 mod postgres;
 mod rows;
 mod sqlite;
+mod sqlite_hot;
 
 pub use migrations::SCHEMA_VERSION;
 pub use postgres::PgStore;
@@ -271,7 +271,8 @@ pub trait Store: Send + Sync + 'static {
 /// - `sqlite:///abs/path.db`, `sqlite://relative.db`, `sqlite:path.db`, or a bare
 ///   path ending in `.db`, `.sqlite` or `.sqlite3`: a SQLite file, created (mode
 ///   0600) if missing. Paths are taken literally (no percent-decoding, no query).
-/// - `sqlite::memory:`: a private in-memory SQLite database, for tests.
+/// - `sqlite::memory:`: a private SQLite database that vanishes with the store (a
+///   file in a temporary directory), for tests.
 /// - `postgres://...` or `postgresql://...`: PostgreSQL, with sqlx's URL syntax
 ///   (e.g. `?options=-c%20search_path%3Dmyschema`).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {

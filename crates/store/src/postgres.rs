@@ -80,6 +80,29 @@ impl PgStore {
         Ok(())
     }
 
+    async fn find_user(&self, username: &str) -> Result<Option<User>> {
+        sqlx::query(crate::backend::USER_BY_NAME)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .map(|r| user_from_row(&r))
+            .transpose()
+    }
+
+    async fn find_issued_with_account(
+        &self,
+        serial: &str,
+    ) -> Result<Option<(IssuedCert, Option<crate::Account>)>> {
+        let row = sqlx::query(crate::backend::CERT_WITH_ACCOUNT)
+            .bind(serial.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|row| Ok((cert_from_row(&row)?, crate::rows::account_from_row(&row)?)))
+            .transpose()
+    }
+
     /// Closes the connection pools (pending operations finish first).
     async fn close_pools(&self) {
         self.pool.close().await;

@@ -5,14 +5,15 @@
 //! reads use a separate pool, which WAL mode lets run alongside the writer.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::group_commit::GroupCommit;
 use crate::rows::{cert_from_row, mark_from_row, revoked_from_row, revoked_row, user_from_row};
+use crate::sqlite_hot::HotPath;
 use crate::{
     Arg, IssuedCert, IssuedFilter, NEXT_CRL_NUMBER, REVOCATION_MARK, Result, RevocationMark,
     RevokeOutcome, RevokedEntry, StoreError, User, already_revoked, count, found,
@@ -31,8 +32,11 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// Certificate records, committed in groups on the writer connection.
-    commits: GroupCommit,
+    /// The operations of every issuance, off sqlx (see `sqlite_hot`).
+    hot: Arc<HotPath>,
+    /// For `open_memory`: the temporary directory holding the file, removed with
+    /// the last clone of the store.
+    _temp: Option<Arc<tempfile::TempDir>>,
 }
 
 impl SqliteStore {
@@ -65,33 +69,23 @@ impl SqliteStore {
             .await
             .map_err(|e| open_err(path, e))?;
         Ok(Self {
-            commits: GroupCommit::start(writer.clone()),
+            hot: HotPath::open(path)?,
             writer,
             reader,
+            _temp: None,
         })
     }
 
-    /// Opens a private, empty in-memory database, for tests. It lives as long as
-    /// this store (one connection that is never recycled).
+    /// Opens a private, empty database that vanishes with the store, for tests: a
+    /// file in a temporary directory of its own (the issuance path reads and writes
+    /// on connections of its own, which an in-memory database could not share).
     pub async fn open_memory() -> Result<Self> {
-        let options = SqliteConnectOptions::new()
-            .in_memory(true)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(map_err)?;
-        migrations::migrate_sqlite(&pool).await?;
-        Ok(Self {
-            commits: GroupCommit::start(pool.clone()),
-            writer: pool.clone(),
-            reader: pool,
-        })
+        let dir = tempfile::tempdir().map_err(|e| {
+            StoreError::Unavailable(format!("cannot make a temporary directory: {e}"))
+        })?;
+        let mut store = Self::open(dir.path().join("onlineca.db")).await?;
+        store._temp = Some(Arc::new(dir));
+        Ok(store)
     }
 }
 
@@ -135,11 +129,23 @@ impl SqliteStore {
     /// Records one certificate: committed together with whatever others arrived
     /// meanwhile, one fsync for the group.
     async fn insert_issued(&self, c: &IssuedCert) -> Result<()> {
-        self.commits.record(c).await
+        self.hot.record(c).await
+    }
+
+    async fn find_user(&self, username: &str) -> Result<Option<User>> {
+        self.hot.get_user(username)
+    }
+
+    async fn find_issued_with_account(
+        &self,
+        serial: &str,
+    ) -> Result<Option<(IssuedCert, Option<crate::Account>)>> {
+        self.hot.get_issued_with_account(serial)
     }
 
     /// Closes the connection pools (pending operations finish first).
     async fn close_pools(&self) {
+        self.hot.close();
         self.writer.close().await;
         self.reader.close().await;
     }
