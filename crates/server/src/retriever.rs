@@ -166,6 +166,89 @@ pub struct Retrievers {
     enabled: bool,
     anchors: Vec<TrustAnchor<'static>>,
     list: Vec<Retriever>,
+    verified: VerifiedChains,
+}
+
+/// How long a verified retriever chain is trusted without verifying it again.
+const VERIFIED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+/// Verified chains kept at most (a retriever presents the same chain every time).
+const VERIFIED_MAX: usize = 1024;
+
+/// Retriever chains that verified recently, by SHA-256 of the chain as sent: a
+/// portal presents the same chain on every request, and a chain verification is a
+/// signature check per certificate. Only successes are kept; an entry holds only
+/// inside the validity periods of every certificate of the chain, and for
+/// [`VERIFIED_FOR`] at most.
+#[derive(Debug, Default)]
+struct VerifiedChains {
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], Window>>,
+}
+
+/// When a verified chain may be taken as verified again.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: OffsetDateTime,
+    until: OffsetDateTime,
+}
+
+impl VerifiedChains {
+    fn key(chain: &[CertificateDer<'static>]) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for cert in chain {
+            ctx.update(&(cert.len() as u64).to_be_bytes());
+            ctx.update(cert);
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        key
+    }
+
+    /// [`verify_chain`], answered from the cache when this chain verified lately.
+    fn verify(
+        &self,
+        chain: &[CertificateDer<'static>],
+        anchors: &[TrustAnchor<'static>],
+        now: OffsetDateTime,
+    ) -> Result<(), String> {
+        let key = Self::key(chain);
+        let hit = self
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(|w| w.from <= now && now <= w.until);
+        if hit {
+            return Ok(());
+        }
+        verify_chain(chain, anchors, now)?;
+        if let Some(window) = validity_window(chain, now) {
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if entries.len() >= VERIFIED_MAX {
+                entries.retain(|_, w| w.until >= now);
+                if entries.len() >= VERIFIED_MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert(key, window);
+        }
+        Ok(())
+    }
+}
+
+/// The time every certificate of `chain` is valid in, cut to [`VERIFIED_FOR`] from
+/// `now`; `None` if a certificate is unreadable.
+fn validity_window(chain: &[CertificateDer<'static>], now: OffsetDateTime) -> Option<Window> {
+    let mut w = Window {
+        from: now,
+        until: now + VERIFIED_FOR,
+    };
+    for der in chain {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let v = cert.validity();
+        w.from = w.from.max(v.not_before.to_datetime());
+        w.until = w.until.min(v.not_after.to_datetime());
+    }
+    Some(w)
 }
 
 impl Retrievers {
@@ -207,6 +290,7 @@ impl Retrievers {
             enabled: cfg.auth.retriever,
             anchors,
             list,
+            verified: VerifiedChains::default(),
         })
     }
 
@@ -223,7 +307,7 @@ impl Retrievers {
         chain: &[CertificateDer<'static>],
         now: OffsetDateTime,
     ) -> bool {
-        self.enabled && !chain.is_empty() && verify_chain(chain, &self.anchors, now).is_ok()
+        self.enabled && !chain.is_empty() && self.verified.verify(chain, &self.anchors, now).is_ok()
     }
 
     /// Authenticates a client chain as a retriever asking for `username`: the
@@ -239,7 +323,9 @@ impl Retrievers {
             return Err(ApiError::RetrieverAuthDisabled);
         }
         let leaf = chain.first().ok_or(ApiError::ClientCertMissing)?;
-        verify_chain(chain, &self.anchors, now).map_err(ApiError::ClientCertNotVerified)?;
+        self.verified
+            .verify(chain, &self.anchors, now)
+            .map_err(ApiError::ClientCertNotVerified)?;
         let (_, cert) = X509Certificate::from_der(leaf)
             .map_err(|e| ApiError::ClientCertNotVerified(format!("it is unreadable: {e}")))?;
         let subject = oneline(cert.subject());
@@ -263,6 +349,78 @@ impl Retrievers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client certificate for `portal`, valid for an hour from `now`, and its CA.
+    fn portal_chain(now: OffsetDateTime) -> (Vec<CertificateDer<'static>>, TrustAnchor<'static>) {
+        use onlineca_core::pki::{self, KeyType, PkiOptions};
+        let created = pki::create(&PkiOptions {
+            key_type: KeyType::P256,
+            org: "Test".into(),
+            ca_name: "Portal CA".into(),
+            hostnames: vec!["localhost".into()],
+            root_lifetime: Duration::from_secs(86400 * 30),
+            ca_lifetime: Duration::from_secs(86400 * 10),
+            tls_lifetime: Duration::from_secs(86400),
+            now,
+        })
+        .unwrap();
+        let ca = onlineca_core::IssuingCa::from_pem(
+            &created.issuing.cert_pem,
+            &created.issuing.key_pem,
+            "",
+        )
+        .unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
+        let checked = onlineca_core::csr::check(csr.der()).unwrap();
+        let profile = onlineca_core::Profile {
+            template: onlineca_core::SubjectTemplate::parse("/O=Test/CN={username}").unwrap(),
+            lifetime: Duration::from_secs(3600),
+            backdate: Duration::ZERO,
+            crl_url: None,
+        };
+        let issued = profile
+            .issue(
+                &ca,
+                &checked,
+                &onlineca_core::Principal::password("portal"),
+                now,
+                None,
+            )
+            .unwrap();
+        let anchor = anchor(ca.cert_der()).unwrap();
+        (vec![CertificateDer::from(issued.der)], anchor)
+    }
+
+    #[test]
+    fn verified_chains_are_remembered_only_while_valid() {
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let (chain, anchor) = portal_chain(now);
+        let cache = VerifiedChains::default();
+        assert!(
+            cache.verify(&chain, &[], now).is_err(),
+            "nothing verified yet"
+        );
+        cache
+            .verify(&chain, std::slice::from_ref(&anchor), now)
+            .unwrap();
+        // Remembered: no anchors needed while the window holds.
+        let later = now + time::Duration::minutes(4);
+        cache.verify(&chain, &[], later).unwrap();
+        // Past the cache's own limit, or past the certificate's end: verified again.
+        assert!(
+            cache
+                .verify(&chain, &[], now + time::Duration::minutes(6))
+                .is_err()
+        );
+        let expired = now + time::Duration::hours(2);
+        let e = cache
+            .verify(&chain, std::slice::from_ref(&anchor), expired)
+            .unwrap_err();
+        assert!(e.contains("expired"), "{e}");
+    }
 
     fn p(s: &str) -> Pattern {
         Pattern::parse(s).unwrap()
