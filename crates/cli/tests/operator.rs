@@ -513,3 +513,24 @@ fn a_client_that_connects_and_says_nothing_cannot_hold_a_connection_slot() {
     let _ = silent.kill();
     let _ = silent.wait();
 }
+
+/// Stderr of a finished command.
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn io_errors_are_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("x.toml");
+    for args in [&["config", "check"][..], &["user", "list"], &["serve"]] {
+        let out = run(onlineca().args(args).arg("--config").arg(&missing));
+        let said = stderr_of(&out);
+        assert!(!out.status.success(), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!("cannot read {}", missing.display())),
+            "{args:?}: {said}"
+        );
+        assert_eq!(said.matches("os error 2").count(), 1, "{args:?}: {said}");
+    }
+}
