@@ -314,7 +314,17 @@ fn getcert_errors_say_what_to_do() {
         }
     }
     assert!(last.contains("429"), "{last}");
-    assert!(last.contains("try again in"), "{last}");
+    // The wait, said once (the server's line has it; the client adds nothing).
+    let wait = last
+        .split("retry after ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("no wait in {last}"));
+    assert_eq!(
+        last.matches(&format!("{wait} seconds")).count(),
+        1,
+        "{last}"
+    );
 
     // 405 with the server's message: a body over the server's limit.
     let (bob, pw_bob) = ("bob", ca.add_user("bob"));
@@ -483,4 +493,16 @@ fn getcert_renew_over_mutual_tls_keeps_or_rotates_the_key() {
         (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap()),
         before
     );
+}
+
+#[test]
+fn a_disabled_user_is_not_told_to_check_the_password() {
+    let (ca, pw, tr) = ca_with_alice();
+    ca.cli_ok(&["user", "disable", "alice"]);
+    let b = ca.path("b.pem");
+    let out = getcert(&ca, &tr, "alice", &pw, &["--bundle", b.to_str().unwrap()]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("disabled"), "{said}");
+    assert!(!said.contains("check the username"), "{said}");
 }
