@@ -8,11 +8,11 @@ mod files;
 mod getcert;
 mod init;
 mod retrievers;
+mod serve_cmd;
 mod trustroots_cmd;
 mod users;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -46,17 +46,7 @@ enum Command {
     /// Create a CA (root, issuing CA, TLS certificate, configuration, store) in a directory.
     Init(init::InitArgs),
     /// Serve the CA over HTTPS.
-    Serve {
-        /// The configuration file.
-        #[arg(long, conflicts_with = "dir", required_unless_present = "dir")]
-        config: Option<PathBuf>,
-        /// A CA directory; a new CA is created there with default settings if it holds none.
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Listen on this address instead of the configured one (port 0: any free port).
-        #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-    },
+    Serve(serve_cmd::ServeArgs),
     /// Manage the users who may get certificates by password.
     User {
         /// The configuration file.
@@ -153,18 +143,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Init(args) => init::run(&args).await,
         Command::Trustroots(args) => trustroots_cmd::run(&args).await,
         Command::Getcert(args) => getcert::run(&args).await,
-        Command::Serve {
-            config,
-            dir,
-            listen,
-        } => {
-            let config_path = match (config, dir) {
-                (Some(c), _) => c,
-                (None, Some(dir)) => quickstart(&dir).await?,
-                (None, None) => anyhow::bail!("pass --config FILE or --dir DIR"),
-            };
-            serve(&config_path, listen).await
-        }
+        Command::Serve(args) => serve_cmd::run(args).await,
         Command::User { config, command } => {
             let cfg = Config::load(&config_arg(config)?)?;
             let template = cfg.subject_template()?;
@@ -206,74 +185,4 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// For `serve --dir`: create a CA there on first use, and say how to use it.
-async fn quickstart(dir: &Path) -> Result<PathBuf> {
-    let config = dir.join(init::CONFIG_FILE);
-    if !config.exists() {
-        let args = init::InitArgs::with_defaults(dir)?;
-        init::run(&args).await?;
-    }
-    Ok(config)
-}
-
-async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> Result<()> {
-    let mut cfg = Config::load(config_path)?;
-    if let Some(l) = listen {
-        cfg.server.listen = l;
-    }
-    let store = onlineca_store::open(&cfg.store.url)
-        .await
-        .with_context(|| {
-            format!(
-                "opening the store {}",
-                onlineca_server::config::redact_url(&cfg.store.url)
-            )
-        })?;
-    let state = Arc::new(AppState::load(cfg, store.clone())?);
-    let listener = onlineca_server::bind(state.config.server.listen).await?;
-    let addr = listener.local_addr()?;
-    let base = format!(
-        "https://{addr}{}",
-        state.config.server.prefix.trim_end_matches('/')
-    );
-    tracing::info!(%addr, issuing_ca = state.ca.subject_oneline(), "listening");
-    // The first line on stdout is the service URL: scripts and tests read it.
-    println!("onlineca listening on {base}");
-    let users = state.store.list_users().await.map(|u| u.len()).unwrap_or(0);
-    if users == 0 {
-        let cfg = config_path.display();
-        let exe = std::env::current_exe().unwrap_or_else(|_| "onlineca".into());
-        let exe = exe.display();
-        eprintln!(
-            "\nNo users yet. To get a first certificate:\n  {exe} user add alice --config {cfg}\n  curl -s --cacert {ca} {base}/trustroots/ >/dev/null   # the CA is reachable\n  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout alice.key -subj /CN=alice -out alice.csr\n  curl --cacert {ca} -u alice --data-urlencode certificate_request@alice.csr {base}/certificate/ > alice.pem\n",
-            ca = state
-                .config
-                .ca
-                .chain
-                .as_ref()
-                .unwrap_or(&state.config.ca.cert)
-                .display(),
-        );
-    }
-    onlineca_server::serve(state, listener, shutdown_signal()).await?;
-    store.close().await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutdown signal received");
 }

@@ -517,6 +517,34 @@ fn stderr_of(out: &std::process::Output) -> String {
 }
 
 #[test]
+fn serve_on_a_busy_port_names_the_address_and_creates_nothing() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new-ca");
+    let out = run(onlineca()
+        .arg("serve")
+        .arg("--dir")
+        .arg(&new)
+        .args(["--listen", &addr]));
+    let said = stderr_of(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains(&format!("cannot listen on {addr}")), "{said}");
+    assert!(said.contains("--listen"), "{said}");
+    assert_eq!(said.matches("os error 98").count(), 1, "{said}");
+    // Bound (or not) before anything was made.
+    assert!(!new.exists(), "a CA was created in {}", new.display());
+
+    // An existing CA on its configured address: the same, naming the flag to change.
+    let ca = TestCa::init(&["--listen", &addr]);
+    let out = run(onlineca().arg("serve").arg("--config").arg(&ca.config));
+    let said = stderr_of(&out);
+    assert!(said.contains(&format!("cannot listen on {addr}")), "{said}");
+    assert!(said.contains("--listen"), "{said}");
+    drop(busy);
+}
+
+#[test]
 fn io_errors_are_printed_once() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("x.toml");
@@ -529,5 +557,15 @@ fn io_errors_are_printed_once() {
             "{args:?}: {said}"
         );
         assert_eq!(said.matches("os error 2").count(), 1, "{args:?}: {said}");
+    }
+}
+
+#[test]
+fn serve_without_arguments_names_both_ways() {
+    let out = run(onlineca().arg("serve"));
+    let said = stderr_of(&out);
+    assert!(!out.status.success(), "{said}");
+    for way in ["--dir", "--config", "ONLINECA_CONFIG"] {
+        assert!(said.contains(way), "{way}: {said}");
     }
 }
