@@ -11,6 +11,8 @@ use onlineca_client::{
 };
 use time::OffsetDateTime;
 
+use crate::prompt;
+
 /// Arguments of `onlineca getcert`.
 #[derive(Debug, clap::Args)]
 pub struct GetcertArgs {
@@ -85,10 +87,9 @@ fn p12_password(args: &GetcertArgs) -> Result<Option<String>> {
             &f.display().to_string(),
         )?));
     }
-    let a = rpassword::prompt_password("PKCS#12 password: ")
-        .context("cannot read the PKCS#12 password (give --p12-password-file)")?;
-    let b = rpassword::prompt_password("PKCS#12 password (again): ")
-        .context("cannot read the PKCS#12 password (give --p12-password-file)")?;
+    let what = "the PKCS#12 password";
+    let a = prompt::secret("PKCS#12 password: ", what, "--p12-password-file")?;
+    let b = prompt::secret("PKCS#12 password (again): ", what, "--p12-password-file")?;
     if a != b {
         bail!("the PKCS#12 passwords do not match");
     }
@@ -148,8 +149,8 @@ pub async fn run(args: &GetcertArgs) -> Result<()> {
         let password = if args.password_stdin {
             first_line(std::io::stdin().lock(), "the password from standard input")?
         } else {
-            rpassword::prompt_password(format!("Password for {user} at {}: ", endpoint.url))
-                .context("cannot read the password (or use --password-stdin)")?
+            let ask = format!("Password for {user} at {}: ", endpoint.url);
+            prompt::secret(&ask, "the password", "--password-stdin")?
         };
         if password.is_empty() {
             bail!("empty password");

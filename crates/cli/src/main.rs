@@ -7,6 +7,7 @@ mod crl_cmd;
 mod files;
 mod getcert;
 mod init;
+mod prompt;
 mod retrievers;
 mod serve_cmd;
 mod trustroots_cmd;

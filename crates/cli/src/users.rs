@@ -63,9 +63,9 @@ fn read_password(from_stdin: bool) -> Result<String> {
             .context("cannot read the password from standard input")?;
         line.trim_end_matches(['\n', '\r']).to_string()
     } else {
-        let a = rpassword::prompt_password("Password: ").context("cannot read the password")?;
-        let b =
-            rpassword::prompt_password("Password (again): ").context("cannot read the password")?;
+        let (what, instead) = ("the password", "--password-stdin");
+        let a = crate::prompt::secret("Password: ", what, instead)?;
+        let b = crate::prompt::secret("Password (again): ", what, instead)?;
         if a != b {
             bail!("the passwords do not match");
         }

@@ -4,6 +4,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -557,6 +558,32 @@ fn io_errors_are_printed_once() {
             "{args:?}: {said}"
         );
         assert_eq!(said.matches("os error 2").count(), 1, "{args:?}: {said}");
+    }
+}
+
+#[test]
+fn user_add_without_a_terminal_says_to_use_password_stdin() {
+    if !have("setsid") {
+        onlineca_testkit::skip("setsid", "not on PATH", "apt-get install util-linux");
+        return;
+    }
+    let ca = TestCa::init(&[]);
+    ca.add_user("alice");
+    // A new session has no controlling terminal, as under cron or CI; run from a
+    // terminal, the prompt would otherwise wait for someone to type.
+    for (sub, name) in [("add", "bob"), ("passwd", "alice")] {
+        let out = run(Command::new("setsid")
+            .arg("-w")
+            .arg(env!("CARGO_BIN_EXE_onlineca"))
+            .args(["user", sub, name, "--config"])
+            .arg(&ca.config)
+            .stdin(Stdio::null()));
+        let said = stderr_of(&out);
+        assert!(!out.status.success(), "{sub}: {said}");
+        assert!(
+            said.contains("no terminal to ask for the password: use --password-stdin"),
+            "{sub}: {said}"
+        );
     }
 }
 
