@@ -6,6 +6,7 @@ mod certs;
 mod crl_cmd;
 mod files;
 mod getcert;
+mod home;
 mod init;
 mod prompt;
 mod retrievers;

@@ -70,6 +70,18 @@ pub enum ClientError {
     /// A key or certificate could not be made or read.
     #[error("{0}")]
     Key(String),
+    /// An output file's directory does not exist.
+    #[error(
+        "cannot write {}: the directory {} does not exist (create it, or choose another path)",
+        .path.display(),
+        .dir.display()
+    )]
+    NoDirectory {
+        /// The file to be written.
+        path: PathBuf,
+        /// Its missing directory.
+        dir: PathBuf,
+    },
     /// A local file could not be read or written.
     #[error("{}: {error}", .path.display())]
     Io {
