@@ -4,8 +4,10 @@
 
 mod certs;
 mod crl_cmd;
+mod docs;
 mod files;
 mod getcert;
+mod help;
 mod home;
 mod init;
 mod prompt;
@@ -23,8 +25,8 @@ use onlineca_server::{AppState, Config};
 /// An online certificate authority: short-lived client certificates for mutual TLS,
 /// issued to authenticated users from a CSR.
 #[derive(Debug, Parser)]
-#[command(name = "onlineca", version, about)]
-struct Cli {
+#[command(name = "onlineca", version, about, after_long_help = help::TOP)]
+pub(crate) struct Cli {
     /// Log format on standard error: text or json.
     #[arg(
         long,
@@ -46,62 +48,79 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a CA (root, issuing CA, TLS certificate, configuration, store) in a directory.
+    #[command(after_long_help = help::INIT)]
     Init(init::InitArgs),
     /// Serve the CA over HTTPS.
+    #[command(after_long_help = help::SERVE)]
     Serve(serve_cmd::ServeArgs),
     /// Manage the users who may get certificates by password.
+    #[command(after_long_help = help::USER)]
     User {
         /// The configuration file.
-        #[arg(long, global = true)]
+        #[arg(long, global = true, env = "ONLINECA_CONFIG")]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: users::UserCommand,
     },
     /// The issued certificates: list, show, revoke.
+    #[command(after_long_help = help::CERT)]
     Cert {
         /// The configuration file.
-        #[arg(long, global = true)]
+        #[arg(long, global = true, env = "ONLINECA_CONFIG")]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: certs::CertCommand,
     },
     /// Sign CRLs the server does not publish itself.
+    #[command(after_long_help = help::CRL)]
     Crl {
         #[command(subcommand)]
         command: CrlCommand,
     },
     /// Show the trusted retrievers.
+    #[command(after_long_help = help::RETRIEVER)]
     Retriever {
         /// The configuration file.
-        #[arg(long, global = true)]
+        #[arg(long, global = true, env = "ONLINECA_CONFIG")]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: retrievers::RetrieverCommand,
     },
     /// Fetch the service's trust roots into a directory (pinned, bootstrap or refresh).
+    #[command(after_long_help = help::TRUSTROOTS)]
     Trustroots(trustroots_cmd::TrustrootsArgs),
     /// Get a certificate: a key made here, a CSR sent, the certificate written out.
+    #[command(after_long_help = help::GETCERT)]
     Getcert(getcert::GetcertArgs),
     /// Check the configuration.
+    #[command(after_long_help = help::CONFIG)]
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    #[command(after_long_help = help::COMPLETIONS)]
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    #[command(after_long_help = help::MAN)]
+    Man(docs::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum CrlCommand {
     /// Sign an empty CRL with a CA key at hand, normally the offline root (nginx's
     /// ssl_crl wants a CRL for every CA of the chain).
+    #[command(after_long_help = help::CRL)]
     Root(crl_cmd::RootCrlArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration (and the files it names) and print the effective settings.
+    #[command(after_long_help = help::CONFIG)]
     Check {
         /// The configuration file.
-        #[arg(long)]
+        #[arg(long, env = "ONLINECA_CONFIG")]
         config: PathBuf,
     },
 }
@@ -121,9 +140,8 @@ fn init_logging(format: LogFormat) {
 }
 
 fn config_arg(config: Option<PathBuf>) -> Result<PathBuf> {
-    config
-        .or_else(|| std::env::var_os("ONLINECA_CONFIG").map(PathBuf::from))
-        .context("no configuration: pass --config DIR/onlineca.toml (or set ONLINECA_CONFIG)")
+    // clap has already taken ONLINECA_CONFIG when --config is absent.
+    config.context("no configuration: pass --config DIR/onlineca.toml (or set ONLINECA_CONFIG)")
 }
 
 #[tokio::main]
@@ -146,6 +164,8 @@ async fn run(command: Command) -> Result<()> {
         Command::Trustroots(args) => trustroots_cmd::run(&args).await,
         Command::Getcert(args) => getcert::run(&args).await,
         Command::Serve(args) => serve_cmd::run(args).await,
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
         Command::User { config, command } => {
             let cfg = Config::load(&config_arg(config)?)?;
             let template = cfg.subject_template()?;
@@ -186,5 +206,33 @@ async fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every command, however deep, shows examples in its long help.
+    #[test]
+    fn every_command_has_examples() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            let help = cmd.get_after_long_help().map(|h| h.to_string());
+            assert!(
+                help.is_some_and(|h| h.contains("Examples:")),
+                "{path} has no examples"
+            );
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        walk(&Cli::command(), "onlineca");
     }
 }
