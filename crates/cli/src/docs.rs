@@ -19,7 +19,7 @@ pub struct CompletionsArgs {
 #[derive(Debug, clap::Args)]
 pub struct ManArgs {
     /// Write onlineca.1 and one page per command (onlineca-getcert.1, ...) into this
-    /// directory instead of printing onlineca.1.
+    /// directory (created if missing) instead of printing onlineca.1.
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }
@@ -36,6 +36,8 @@ pub fn man(args: &ManArgs) -> Result<()> {
     let cmd = Cli::command();
     match &args.dir {
         Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             clap_mangen::generate_to(cmd, dir)
                 .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
             eprintln!("wrote the manual pages into {}", dir.display());

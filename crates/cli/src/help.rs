@@ -13,6 +13,7 @@ Examples:
   onlineca getcert --url https://ca.example.org/onlineca --user alice
 
   # Shell completion and the manual page:
+  mkdir -p ~/.local/share/bash-completion/completions
   onlineca completions bash > ~/.local/share/bash-completion/completions/onlineca
   onlineca man | man -l -
 
@@ -178,6 +179,7 @@ Examples:
 /// `onlineca completions --help`.
 pub const COMPLETIONS: &str = "\
 Examples:
+  mkdir -p ~/.local/share/bash-completion/completions
   onlineca completions bash > ~/.local/share/bash-completion/completions/onlineca
   onlineca completions zsh > ~/.zfunc/_onlineca    # with fpath+=(~/.zfunc) in ~/.zshrc
   onlineca completions fish > ~/.config/fish/completions/onlineca.fish

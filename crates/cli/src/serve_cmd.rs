@@ -72,10 +72,10 @@ async fn bind(addr: SocketAddr, from_flag: bool) -> Result<TcpListener> {
         let how = if from_flag {
             "choose another --listen address"
         } else {
-            "is onlineca already running? Choose another address with --listen ADDR \
-             (or [server] listen in the configuration)"
+            "is onlineca already running there? Choose another address with --listen ADDR, \
+             or [server] listen in the configuration"
         };
-        anyhow::anyhow!("{e} ({how})")
+        anyhow::anyhow!("{e}; {how}")
     })
 }
 

@@ -37,7 +37,11 @@ pub async fn run(args: &TrustrootsArgs) -> Result<()> {
     let endpoint = Endpoint::parse(&args.url)?;
     let dir = match &args.dir {
         Some(d) => d.clone(),
-        None => crate::home::trustroots()?,
+        None => {
+            // ~/.onlineca will hold keys too: made private here if this is its first use.
+            crate::home::ensure()?;
+            crate::home::trustroots()?
+        }
     };
     let trust = match (&args.fingerprint, args.bootstrap) {
         (Some(fp), _) => Trust::Pinned(*fp),

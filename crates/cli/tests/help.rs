@@ -61,13 +61,15 @@ fn man_page_as_roff_and_one_per_command() {
     assert!(page.contains(".TH onlineca 1"), "{page}");
     assert!(page.contains("getcert"), "{page}");
     assert!(page.contains("ONLINECA_CONFIG"), "{page}");
-    let dir = tempfile::tempdir().unwrap();
-    ok(onlineca().arg("man").arg("--dir").arg(dir.path()));
+    let tmp = tempfile::tempdir().unwrap();
+    // The directory is created, as for ~/.local/share/man/man1 on a new account.
+    let dir = tmp.path().join("share/man/man1");
+    ok(onlineca().arg("man").arg("--dir").arg(&dir));
     for name in ["onlineca.1", "onlineca-getcert.1", "onlineca-user-add.1"] {
-        let text = std::fs::read_to_string(dir.path().join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text =
+            std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(text.contains(".TH"), "{name}");
     }
-    let getcert = std::fs::read_to_string(dir.path().join("onlineca-getcert.1")).unwrap();
+    let getcert = std::fs::read_to_string(dir.join("onlineca-getcert.1")).unwrap();
     assert!(getcert.contains("Examples:"), "{getcert}");
 }

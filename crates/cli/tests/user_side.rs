@@ -577,6 +577,7 @@ fn trustroots_and_getcert_default_to_onlineca_in_home() {
     assert!(out.status.success(), "{}", text(&out));
     let trust = home.join(".onlineca/trustroots");
     assert_eq!(listing(&trust).len(), 5);
+    assert_eq!(mode(&home.join(".onlineca")), 0o700);
 
     // `getcert --url U --user alice` is enough.
     let out = run_with_stdin(
