@@ -17,6 +17,7 @@ const DEFAULT_LIMIT: u32 = 1000;
 #[derive(Debug, Subcommand)]
 pub enum CertCommand {
     /// List issued certificates, newest first.
+    #[command(after_long_help = crate::help::CERT_LIST)]
     List {
         /// Only this user's certificates.
         #[arg(long)]
@@ -45,11 +46,13 @@ pub enum CertCommand {
         json: bool,
     },
     /// Show one certificate: a summary, then its PEM.
+    #[command(after_long_help = crate::help::CERT_SHOW)]
     Show {
         /// The serial number in hex, as `cert list` or `openssl x509 -serial` prints it.
         serial: String,
     },
     /// Revoke a certificate, or every unexpired certificate of a user.
+    #[command(after_long_help = crate::help::CERT_REVOKE)]
     Revoke {
         /// The serial number in hex.
         #[arg(required_unless_present = "user", conflicts_with = "user")]

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use onlineca_client::{
-    Credentials, Endpoint, KeyType, Outputs, generate_key, get_certificate, load_key,
+    Credentials, Endpoint, KeyType, Outputs, check_writable, generate_key, get_certificate,
+    load_key,
 };
 use time::OffsetDateTime;
+
+use crate::{home, prompt};
 
 /// Arguments of `onlineca getcert`.
 #[derive(Debug, clap::Args)]
@@ -29,13 +32,14 @@ pub struct GetcertArgs {
     #[arg(long, conflicts_with = "renew")]
     pub password_stdin: bool,
     /// The trust-roots directory (from `onlineca trustroots`): the service and the
-    /// certificate received must both verify against it.
+    /// certificate received must both verify against it [default: ~/.onlineca/trustroots].
     #[arg(long)]
-    pub trustroots: PathBuf,
+    pub trustroots: Option<PathBuf>,
     /// Key type of the new key: p256, p384, ed25519, rsa2048, rsa3072, rsa4096.
     #[arg(long, default_value = "p256")]
     pub key_type: KeyType,
-    /// Write the certificate (then the issuing chain) here, PEM.
+    /// Write the certificate (then the issuing chain) here, PEM. Without any of
+    /// --cert, --key, --bundle and --p12: ~/.onlineca/USER.pem and ~/.onlineca/USER.key.
     #[arg(long)]
     pub cert: Option<PathBuf>,
     /// Write the private key here, PEM, mode 0600.
@@ -85,10 +89,9 @@ fn p12_password(args: &GetcertArgs) -> Result<Option<String>> {
             &f.display().to_string(),
         )?));
     }
-    let a = rpassword::prompt_password("PKCS#12 password: ")
-        .context("cannot read the PKCS#12 password (give --p12-password-file)")?;
-    let b = rpassword::prompt_password("PKCS#12 password (again): ")
-        .context("cannot read the PKCS#12 password (give --p12-password-file)")?;
+    let what = "the PKCS#12 password";
+    let a = prompt::secret("PKCS#12 password: ", what, "--p12-password-file")?;
+    let b = prompt::secret("PKCS#12 password (again): ", what, "--p12-password-file")?;
     if a != b {
         bail!("the PKCS#12 passwords do not match");
     }
@@ -101,21 +104,50 @@ fn when(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// `~/.onlineca/USER.pem` and `.key`, when no output is named. The username is
+/// checked to be a plain file name first.
+fn default_outputs(user: &str) -> Result<(PathBuf, PathBuf)> {
+    let plain = !user.is_empty()
+        && !user.starts_with('.')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if !plain {
+        bail!("no output: give --cert and --key, --bundle, or --p12");
+    }
+    let dir = home::ensure()?;
+    Ok((
+        dir.join(format!("{user}.pem")),
+        dir.join(format!("{user}.key")),
+    ))
+}
+
 /// Runs `onlineca getcert`.
 pub async fn run(args: &GetcertArgs) -> Result<()> {
     let endpoint = Endpoint::parse(&args.url)?;
+    let trustroots = match &args.trustroots {
+        Some(t) => t.clone(),
+        None => home::trustroots()?,
+    };
+    let (mut cert, mut key) = (args.cert.clone(), args.key.clone());
+    if cert.is_none() && key.is_none() && args.bundle.is_none() && args.p12.is_none() {
+        let (c, k) = default_outputs(args.user.as_deref().unwrap_or_default())?;
+        (cert, key) = (Some(c), Some(k));
+    }
+    if key.is_none() && args.bundle.is_none() && args.p12.is_none() {
+        bail!("--cert alone would lose the private key: add --key (or --bundle, or --p12)");
+    }
+    // Before any password or request: a certificate issued and then not written is
+    // lost, and recorded as issued all the same.
+    for p in [&cert, &key, &args.bundle, &args.p12].into_iter().flatten() {
+        check_writable(p)?;
+    }
     let outputs = Outputs {
-        cert: args.cert.clone(),
-        key: args.key.clone(),
+        cert,
+        key,
         bundle: args.bundle.clone(),
         p12: p12_password(args)?.map(|pw| (args.p12.clone().unwrap_or_default(), pw)),
     };
-    if outputs.is_empty() {
-        bail!("no output: give --cert and --key, --bundle, or --p12");
-    }
-    if outputs.key.is_none() && outputs.bundle.is_none() && outputs.p12.is_none() {
-        bail!("--cert alone would lose the private key: add --key (or --bundle, or --p12)");
-    }
     if let Some(within) = args.renew_within
         && let Some(not_after) = outputs.existing_not_after()?
     {
@@ -148,8 +180,8 @@ pub async fn run(args: &GetcertArgs) -> Result<()> {
         let password = if args.password_stdin {
             first_line(std::io::stdin().lock(), "the password from standard input")?
         } else {
-            rpassword::prompt_password(format!("Password for {user} at {}: ", endpoint.url))
-                .context("cannot read the password (or use --password-stdin)")?
+            let ask = format!("Password for {user} at {}: ", endpoint.url);
+            prompt::secret(&ask, "the password", "--password-stdin")?
         };
         if password.is_empty() {
             bail!("empty password");
@@ -160,14 +192,7 @@ pub async fn run(args: &GetcertArgs) -> Result<()> {
         )
     };
 
-    let issued = get_certificate(
-        &endpoint,
-        &args.trustroots,
-        &credentials,
-        &key,
-        args.timeout,
-    )
-    .await?;
+    let issued = get_certificate(&endpoint, &trustroots, &credentials, &key, args.timeout).await?;
     outputs.write(&issued)?;
     println!(
         "certificate for {} issued by {}, valid until {}",

@@ -4,15 +4,19 @@
 
 mod certs;
 mod crl_cmd;
+mod docs;
 mod files;
 mod getcert;
+mod help;
+mod home;
 mod init;
+mod prompt;
 mod retrievers;
+mod serve_cmd;
 mod trustroots_cmd;
 mod users;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -21,8 +25,8 @@ use onlineca_server::{AppState, Config};
 /// An online certificate authority: short-lived client certificates for mutual TLS,
 /// issued to authenticated users from a CSR.
 #[derive(Debug, Parser)]
-#[command(name = "onlineca", version, about)]
-struct Cli {
+#[command(name = "onlineca", version, about, after_long_help = help::TOP)]
+pub(crate) struct Cli {
     /// Log format on standard error: text or json.
     #[arg(
         long,
@@ -44,72 +48,79 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a CA (root, issuing CA, TLS certificate, configuration, store) in a directory.
+    #[command(after_long_help = help::INIT)]
     Init(init::InitArgs),
     /// Serve the CA over HTTPS.
-    Serve {
-        /// The configuration file.
-        #[arg(long, conflicts_with = "dir", required_unless_present = "dir")]
-        config: Option<PathBuf>,
-        /// A CA directory; a new CA is created there with default settings if it holds none.
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Listen on this address instead of the configured one (port 0: any free port).
-        #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-    },
+    #[command(after_long_help = help::SERVE)]
+    Serve(serve_cmd::ServeArgs),
     /// Manage the users who may get certificates by password.
+    #[command(after_long_help = help::USER)]
     User {
         /// The configuration file.
-        #[arg(long, global = true)]
+        #[arg(long, global = true, env = "ONLINECA_CONFIG")]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: users::UserCommand,
     },
     /// The issued certificates: list, show, revoke.
+    #[command(after_long_help = help::CERT)]
     Cert {
         /// The configuration file.
-        #[arg(long, global = true)]
+        #[arg(long, global = true, env = "ONLINECA_CONFIG")]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: certs::CertCommand,
     },
     /// Sign CRLs the server does not publish itself.
+    #[command(after_long_help = help::CRL)]
     Crl {
         #[command(subcommand)]
         command: CrlCommand,
     },
     /// Show the trusted retrievers.
+    #[command(after_long_help = help::RETRIEVER)]
     Retriever {
         /// The configuration file.
-        #[arg(long, global = true)]
+        #[arg(long, global = true, env = "ONLINECA_CONFIG")]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: retrievers::RetrieverCommand,
     },
     /// Fetch the service's trust roots into a directory (pinned, bootstrap or refresh).
+    #[command(after_long_help = help::TRUSTROOTS)]
     Trustroots(trustroots_cmd::TrustrootsArgs),
     /// Get a certificate: a key made here, a CSR sent, the certificate written out.
+    #[command(after_long_help = help::GETCERT)]
     Getcert(getcert::GetcertArgs),
     /// Check the configuration.
+    #[command(after_long_help = help::CONFIG)]
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    #[command(after_long_help = help::COMPLETIONS)]
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    #[command(after_long_help = help::MAN)]
+    Man(docs::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum CrlCommand {
     /// Sign an empty CRL with a CA key at hand, normally the offline root (nginx's
     /// ssl_crl wants a CRL for every CA of the chain).
+    #[command(after_long_help = help::CRL)]
     Root(crl_cmd::RootCrlArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration (and the files it names) and print the effective settings.
+    #[command(after_long_help = help::CONFIG)]
     Check {
         /// The configuration file.
-        #[arg(long)]
+        #[arg(long, env = "ONLINECA_CONFIG")]
         config: PathBuf,
     },
 }
@@ -129,9 +140,8 @@ fn init_logging(format: LogFormat) {
 }
 
 fn config_arg(config: Option<PathBuf>) -> Result<PathBuf> {
-    config
-        .or_else(|| std::env::var_os("ONLINECA_CONFIG").map(PathBuf::from))
-        .context("no configuration: pass --config DIR/onlineca.toml (or set ONLINECA_CONFIG)")
+    // clap has already taken ONLINECA_CONFIG when --config is absent.
+    config.context("no configuration: pass --config DIR/onlineca.toml (or set ONLINECA_CONFIG)")
 }
 
 #[tokio::main]
@@ -153,18 +163,9 @@ async fn run(command: Command) -> Result<()> {
         Command::Init(args) => init::run(&args).await,
         Command::Trustroots(args) => trustroots_cmd::run(&args).await,
         Command::Getcert(args) => getcert::run(&args).await,
-        Command::Serve {
-            config,
-            dir,
-            listen,
-        } => {
-            let config_path = match (config, dir) {
-                (Some(c), _) => c,
-                (None, Some(dir)) => quickstart(&dir).await?,
-                (None, None) => anyhow::bail!("pass --config FILE or --dir DIR"),
-            };
-            serve(&config_path, listen).await
-        }
+        Command::Serve(args) => serve_cmd::run(args).await,
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
         Command::User { config, command } => {
             let cfg = Config::load(&config_arg(config)?)?;
             let template = cfg.subject_template()?;
@@ -208,72 +209,30 @@ async fn run(command: Command) -> Result<()> {
     }
 }
 
-/// For `serve --dir`: create a CA there on first use, and say how to use it.
-async fn quickstart(dir: &Path) -> Result<PathBuf> {
-    let config = dir.join(init::CONFIG_FILE);
-    if !config.exists() {
-        let args = init::InitArgs::with_defaults(dir)?;
-        init::run(&args).await?;
-    }
-    Ok(config)
-}
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
 
-async fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> Result<()> {
-    let mut cfg = Config::load(config_path)?;
-    if let Some(l) = listen {
-        cfg.server.listen = l;
-    }
-    let store = onlineca_store::open(&cfg.store.url)
-        .await
-        .with_context(|| {
-            format!(
-                "opening the store {}",
-                onlineca_server::config::redact_url(&cfg.store.url)
-            )
-        })?;
-    let state = Arc::new(AppState::load(cfg, store.clone())?);
-    let listener = onlineca_server::bind(state.config.server.listen).await?;
-    let addr = listener.local_addr()?;
-    let base = format!(
-        "https://{addr}{}",
-        state.config.server.prefix.trim_end_matches('/')
-    );
-    tracing::info!(%addr, issuing_ca = state.ca.subject_oneline(), "listening");
-    // The first line on stdout is the service URL: scripts and tests read it.
-    println!("onlineca listening on {base}");
-    let users = state.store.list_users().await.map(|u| u.len()).unwrap_or(0);
-    if users == 0 {
-        let cfg = config_path.display();
-        let exe = std::env::current_exe().unwrap_or_else(|_| "onlineca".into());
-        let exe = exe.display();
-        eprintln!(
-            "\nNo users yet. To get a first certificate:\n  {exe} user add alice --config {cfg}\n  curl -s --cacert {ca} {base}/trustroots/ >/dev/null   # the CA is reachable\n  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout alice.key -subj /CN=alice -out alice.csr\n  curl --cacert {ca} -u alice --data-urlencode certificate_request@alice.csr {base}/certificate/ > alice.pem\n",
-            ca = state
-                .config
-                .ca
-                .chain
-                .as_ref()
-                .unwrap_or(&state.config.ca.cert)
-                .display(),
-        );
-    }
-    onlineca_server::serve(state, listener, shutdown_signal()).await?;
-    store.close().await;
-    Ok(())
-}
+    use super::Cli;
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every command, however deep, shows examples in its long help.
+    #[test]
+    fn every_command_has_examples() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            let help = cmd.get_after_long_help().map(|h| h.to_string());
+            assert!(
+                help.is_some_and(|h| h.contains("Examples:")),
+                "{path} has no examples"
+            );
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
+        walk(&Cli::command(), "onlineca");
     }
-    tracing::info!("shutdown signal received");
 }

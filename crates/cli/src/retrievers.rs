@@ -10,6 +10,7 @@ use onlineca_server::retriever::{Retrievers, describe_entry};
 #[derive(Debug, Subcommand)]
 pub enum RetrieverCommand {
     /// List the accepted retrievers, the users each may ask for, and the anchors.
+    #[command(after_long_help = crate::help::RETRIEVER)]
     List,
 }
 

@@ -15,9 +15,9 @@ pub struct TrustrootsArgs {
     #[arg(long, env = "ONLINECA_URL")]
     pub url: String,
     /// The trust-roots directory (an OpenSSL CApath); created if missing. Other
-    /// files in it are never touched.
+    /// files in it are never touched [default: ~/.onlineca/trustroots].
     #[arg(long)]
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
     /// Pin trust: the trust roots must hold a CA with this SHA-256 fingerprint (as
     /// `openssl x509 -noout -fingerprint -sha256` prints it; colons optional), and
     /// the server's TLS certificate must verify against it.
@@ -35,17 +35,25 @@ pub struct TrustrootsArgs {
 /// Runs `onlineca trustroots`.
 pub async fn run(args: &TrustrootsArgs) -> Result<()> {
     let endpoint = Endpoint::parse(&args.url)?;
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => {
+            // ~/.onlineca will hold keys too: made private here if this is its first use.
+            crate::home::ensure()?;
+            crate::home::trustroots()?
+        }
+    };
     let trust = match (&args.fingerprint, args.bootstrap) {
         (Some(fp), _) => Trust::Pinned(*fp),
         (None, true) => Trust::Bootstrap,
         (None, false) => {
-            if !args.dir.is_dir() {
+            if !dir.is_dir() {
                 bail!(
                     "{} does not exist yet: the first fetch needs --fingerprint SHA256 (ask the CA's operator for it) or, at your own risk, --bootstrap",
-                    args.dir.display()
+                    dir.display()
                 );
             }
-            Trust::Dir(args.dir.clone())
+            Trust::Dir(dir.clone())
         }
     };
     if args.bootstrap {
@@ -69,16 +77,16 @@ pub async fn run(args: &TrustrootsArgs) -> Result<()> {
         "server certificate {} verifies against them",
         roots.server.subject
     );
-    let report = roots.write_to(&args.dir)?;
+    let report = roots.write_to(&dir)?;
     for name in &report.added {
-        println!("added {}", args.dir.join(name).display());
+        println!("added {}", dir.join(name).display());
     }
     for name in &report.changed {
-        println!("changed {}", args.dir.join(name).display());
+        println!("changed {}", dir.join(name).display());
     }
     println!(
         "{}: {} added, {} changed, {} unchanged",
-        args.dir.display(),
+        dir.display(),
         report.added.len(),
         report.changed.len(),
         report.unchanged.len()

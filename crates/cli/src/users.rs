@@ -16,6 +16,7 @@ const MIN_PASSWORD_CHARS: usize = 8;
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Add a user (password from a prompt, or stdin with --password-stdin).
+    #[command(after_long_help = crate::help::USER_ADD)]
     Add {
         /// The username: it becomes the CN of the user's certificates.
         name: String,
@@ -24,6 +25,7 @@ pub enum UserCommand {
         password_stdin: bool,
     },
     /// Change a user's password.
+    #[command(after_long_help = crate::help::USER_PASSWD)]
     Passwd {
         /// The username.
         name: String,
@@ -33,6 +35,7 @@ pub enum UserCommand {
     },
     /// Remove a user (certificates already issued stay valid until they expire,
     /// unless --revoke).
+    #[command(after_long_help = crate::help::USER_REMOVE)]
     Remove {
         /// The username.
         name: String,
@@ -41,16 +44,19 @@ pub enum UserCommand {
         revoke: bool,
     },
     /// Disable a user: no certificate by password, retriever or renewal until enabled.
+    #[command(after_long_help = crate::help::USER_DISABLE)]
     Disable {
         /// The username.
         name: String,
     },
     /// Enable a disabled user.
+    #[command(after_long_help = crate::help::USER_ENABLE)]
     Enable {
         /// The username.
         name: String,
     },
     /// List users.
+    #[command(after_long_help = crate::help::USER_LIST)]
     List,
 }
 
@@ -63,9 +69,9 @@ fn read_password(from_stdin: bool) -> Result<String> {
             .context("cannot read the password from standard input")?;
         line.trim_end_matches(['\n', '\r']).to_string()
     } else {
-        let a = rpassword::prompt_password("Password: ").context("cannot read the password")?;
-        let b =
-            rpassword::prompt_password("Password (again): ").context("cannot read the password")?;
+        let (what, instead) = ("the password", "--password-stdin");
+        let a = crate::prompt::secret("Password: ", what, instead)?;
+        let b = crate::prompt::secret("Password (again): ", what, instead)?;
         if a != b {
             bail!("the passwords do not match");
         }

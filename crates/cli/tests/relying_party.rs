@@ -71,7 +71,8 @@ fn nginx_accepts_the_issued_certificate_in_every_form_and_refuses_others() {
 fn python_requests_calls_the_service_with_cert_and_trust_dir() {
     if !have_nginx()
         || !require(
-            "Python requests (python3 -m pip install requests)",
+            "Python requests",
+            "python3 -m pip install requests",
             Command::new("python3").args(["-c", "import requests"]),
         )
     {
@@ -97,7 +98,8 @@ fn python_requests_calls_the_service_with_cert_and_trust_dir() {
 fn php_curl_calls_the_service_with_sslcert_and_sslkey_as_in_seed_000() {
     if !have_nginx()
         || !require(
-            "PHP with curl (Debian packages php-cli php-curl)",
+            "PHP with curl",
+            "apt-get install php-cli php-curl",
             Command::new("php").args(["-r", "exit(function_exists('curl_init') ? 0 : 1);"]),
         )
     {
@@ -155,7 +157,8 @@ fn pkcs12_is_read_by_openssl_3_without_legacy_and_by_python_cryptography() {
     assert!(!info.contains("RC2") && !info.contains("3DES"), "{info}");
 
     if !require(
-        "Python cryptography (python3 -m pip install cryptography)",
+        "Python cryptography",
+        "python3 -m pip install cryptography",
         Command::new("python3").args(["-c", "import cryptography"]),
     ) {
         return;

@@ -7,7 +7,7 @@ mod userkit;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{TestCa, ok, onlineca, openssl, run_with_stdin};
+use common::{TestCa, ok, onlineca, openssl, run, run_with_stdin};
 use userkit::{fingerprint, getcert, text, trustroots};
 
 fn mode(p: &std::path::Path) -> u32 {
@@ -282,9 +282,7 @@ fn getcert_errors_say_what_to_do() {
     assert!(said.contains("401"), "{said}");
     assert!(!bundle.exists());
 
-    // No output asked for; a certificate without its key.
-    let out = getcert(&ca, &tr, "alice", &pw, &[]);
-    assert!(text(&out).contains("no output"), "{}", text(&out));
+    // A certificate without its key.
     let out = getcert(&ca, &tr, "alice", &pw, &["--cert", b]);
     assert!(text(&out).contains("--key"), "{}", text(&out));
 
@@ -314,7 +312,17 @@ fn getcert_errors_say_what_to_do() {
         }
     }
     assert!(last.contains("429"), "{last}");
-    assert!(last.contains("try again in"), "{last}");
+    // The wait, said once (the server's line has it; the client adds nothing).
+    let wait = last
+        .split("retry after ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("no wait in {last}"));
+    assert_eq!(
+        last.matches(&format!("{wait} seconds")).count(),
+        1,
+        "{last}"
+    );
 
     // 405 with the server's message: a body over the server's limit.
     let (bob, pw_bob) = ("bob", ca.add_user("bob"));
@@ -483,4 +491,143 @@ fn getcert_renew_over_mutual_tls_keeps_or_rotates_the_key() {
         (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap()),
         before
     );
+}
+
+#[test]
+fn getcert_checks_every_output_before_a_certificate_is_issued() {
+    let (ca, pw, tr) = ca_with_alice();
+    let cert = ca.path("nodir/a.pem");
+    let key = ca.path("nodir/a.key");
+    let out = getcert(
+        &ca,
+        &tr,
+        "alice",
+        &pw,
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    let dir = ca.path("nodir");
+    assert!(
+        said.contains(&format!("the directory {} does not exist", dir.display())),
+        "{said}"
+    );
+    // Nothing was asked for, so nothing was issued and lost.
+    let (listed, _) = ca.cli_ok(&["cert", "list", "--all"]);
+    assert!(!listed.contains("alice"), "{listed}");
+    let log = ca.log_text();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("/certificate") && l.contains("status=200")),
+        "{log}"
+    );
+
+    // The same for the other outputs, one bad among good ones.
+    let good = ca.path("good.pem");
+    let bad_p12 = ca.path("nodir/a.p12");
+    let pwfile = ca.path("p12pw");
+    std::fs::write(&pwfile, "p12 password\n").unwrap();
+    let out = getcert(
+        &ca,
+        &tr,
+        "alice",
+        &pw,
+        &["--bundle", good.to_str().unwrap(), "--p12"],
+    );
+    assert!(!out.status.success());
+    let out = getcert(
+        &ca,
+        &tr,
+        "alice",
+        &pw,
+        &[
+            "--bundle",
+            good.to_str().unwrap(),
+            "--p12",
+            bad_p12.to_str().unwrap(),
+            "--p12-password-file",
+            pwfile.to_str().unwrap(),
+        ],
+    );
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+    assert!(!good.exists());
+    let (listed, _) = ca.cli_ok(&["cert", "list", "--all"]);
+    assert!(!listed.contains("alice"), "{listed}");
+}
+
+#[test]
+fn trustroots_and_getcert_default_to_onlineca_in_home() {
+    let ca = TestCa::start_default();
+    let pw = ca.add_user("alice");
+    let home = ca.path("home");
+    std::fs::create_dir(&home).unwrap();
+    let fp = fingerprint(&ca.root_pem());
+    let out = run(onlineca().env("HOME", &home).args([
+        "trustroots",
+        "--url",
+        &ca.base,
+        "--fingerprint",
+        &fp,
+    ]));
+    assert!(out.status.success(), "{}", text(&out));
+    let trust = home.join(".onlineca/trustroots");
+    assert_eq!(listing(&trust).len(), 5);
+    assert_eq!(mode(&home.join(".onlineca")), 0o700);
+
+    // `getcert --url U --user alice` is enough.
+    let out = run_with_stdin(
+        onlineca().env("HOME", &home).args([
+            "getcert",
+            "--url",
+            &ca.base,
+            "--user",
+            "alice",
+            "--password-stdin",
+        ]),
+        format!("{pw}\n").as_bytes(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (cert, key) = (
+        home.join(".onlineca/alice.pem"),
+        home.join(".onlineca/alice.key"),
+    );
+    assert!(text(&out).contains(&format!("wrote {}", cert.display())));
+    assert!(common::x509_text(&cert).contains("CN = alice"));
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(pubkey_of_cert(&cert), pubkey_of_key(&key));
+
+    // A fresh HOME: ~/.onlineca is made private, and the missing trust roots say
+    // how to get them.
+    let fresh = ca.path("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let out = run_with_stdin(
+        onlineca().env("HOME", &fresh).args([
+            "getcert",
+            "--url",
+            &ca.base,
+            "--user",
+            "alice",
+            "--password-stdin",
+        ]),
+        format!("{pw}\n").as_bytes(),
+    );
+    assert!(text(&out).contains("onlineca trustroots"), "{}", text(&out));
+    assert_eq!(mode(&fresh.join(".onlineca")), 0o700);
+}
+
+#[test]
+fn a_disabled_user_is_not_told_to_check_the_password() {
+    let (ca, pw, tr) = ca_with_alice();
+    ca.cli_ok(&["user", "disable", "alice"]);
+    let b = ca.path("b.pem");
+    let out = getcert(&ca, &tr, "alice", &pw, &["--bundle", b.to_str().unwrap()]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("disabled"), "{said}");
+    assert!(!said.contains("check the username"), "{said}");
 }

@@ -70,6 +70,18 @@ pub enum ClientError {
     /// A key or certificate could not be made or read.
     #[error("{0}")]
     Key(String),
+    /// An output file's directory does not exist.
+    #[error(
+        "cannot write {}: the directory {} does not exist (create it, or choose another path)",
+        .path.display(),
+        .dir.display()
+    )]
+    NoDirectory {
+        /// The file to be written.
+        path: PathBuf,
+        /// Its missing directory.
+        dir: PathBuf,
+    },
     /// A local file could not be read or written.
     #[error("{}: {error}", .path.display())]
     Io {
@@ -115,12 +127,18 @@ fn status_message(status: u16, message: &str, retry_after: Option<&str>, url: &s
         format!(": {message}")
     };
     match status {
-        401 => format!(
-            "refused (401 Unauthorized){said} (check the username and password, or the certificate presented)"
-        ),
+        // The server's line says which credential failed (a disabled account, an
+        // expired certificate...): generic advice would mislead, so it is only for a
+        // server that gave no reason.
+        401 if message.is_empty() => {
+            "refused (401 Unauthorized) (check the username and password, or the certificate presented)".into()
+        }
+        401 => format!("refused (401 Unauthorized){said}"),
         405 => format!("the service refused the request (405){said}"),
         429 => {
             let wait = match retry_after {
+                // Our server's line already names the wait ("retry after N seconds").
+                Some(s) if message.contains(&format!("{s} second")) => String::new(),
                 Some(s) => match s.parse::<u64>() {
                     Ok(n) => format!("; try again in {n} seconds"),
                     Err(_) => format!("; try again after {s}"),
@@ -170,6 +188,18 @@ mod tests {
             s.contains("401") && s.contains("invalid username or password"),
             "{s}"
         );
+        // A disabled account is not a typo in the password.
+        let s = status(401, "user account is disabled", None);
+        assert!(!s.contains("check the username"), "{s}");
+        let s = status(401, "", None);
+        assert!(s.contains("check the username and password"), "{s}");
+        // The wait is said once, whoever says it.
+        let s = status(
+            429,
+            "too many failed login attempts for this user; retry after 300 seconds",
+            Some("300"),
+        );
+        assert_eq!(s.matches("300 seconds").count(), 1, "{s}");
         let s = status(404, "", None);
         assert!(s.contains("base"), "{s}");
         let s = status(503, "store unavailable", None);

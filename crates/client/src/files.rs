@@ -26,13 +26,39 @@ pub struct Staged {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The directory `dest` goes into (`.` for a bare file name).
+fn dir_of(dest: &Path) -> PathBuf {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Checks that `dest` could be written now: its directory exists and a file can be
+/// created there (a temporary one, removed at once). Run before asking a CA for a
+/// certificate, so that a certificate is never issued only to be lost.
+pub fn check_writable(dest: &Path) -> Result<()> {
+    let dir = dir_of(dest);
+    if !dir.is_dir() {
+        return Err(ClientError::NoDirectory {
+            path: dest.to_path_buf(),
+            dir,
+        });
+    }
+    if dest.is_dir() {
+        return Err(ClientError::Io {
+            path: dest.to_path_buf(),
+            error: std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+        });
+    }
+    // Dropping the staged file removes it.
+    stage(dest, b"", PRIVATE).map(drop)
+}
+
 /// Writes `data` to a new hidden temporary file beside `dest`, with `mode` from
 /// its creation.
 pub fn stage(dest: &Path, data: &[u8], mode: u32) -> Result<Staged> {
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = dir_of(dest);
     let name = dest
         .file_name()
         .ok_or_else(|| ClientError::Io {
@@ -143,6 +169,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("k.pem")]);
+    }
+
+    #[test]
+    fn writability_is_checked_without_leaving_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        check_writable(&dir.path().join("a.pem")).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let e = check_writable(&dir.path().join("nodir/a.pem")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, ClientError::NoDirectory { .. }) && msg.contains("nodir does not exist"),
+            "{msg}"
+        );
+        assert!(check_writable(dir.path()).is_err());
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub use certificate::{Credentials, Issued, generate_key, get_certificate, load_k
 pub use certs::CertSummary;
 pub use endpoint::Endpoint;
 pub use error::{ClientError, Result};
+pub use files::check_writable;
 pub use fingerprint::Fingerprint;
 pub use onlineca_core::pki::KeyType;
 pub use onlineca_core::trustroots::{TrustFile, decode as decode_trustroots};

@@ -17,12 +17,12 @@ use crate::serial::random_serial;
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// Key generation or certificate signing failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Rcgen {
         /// What was being made.
         what: &'static str,
-        /// The underlying failure.
-        source: rcgen::Error,
+        /// The underlying failure (shown in the message, so not a `source`).
+        error: rcgen::Error,
     },
     /// A host name is not a valid DNS name or IP address.
     #[error("host name {0:?} is neither a DNS name nor an IP address")]
@@ -139,7 +139,7 @@ pub struct Pki {
 }
 
 fn rc(what: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
-    move |source| PkiError::Rcgen { what, source }
+    move |error| PkiError::Rcgen { what, error }
 }
 
 fn dn(parts: &[(DnType, &str)]) -> DistinguishedName {

@@ -19,7 +19,7 @@ pub enum ApiError {
     #[error("invalid username or password")]
     BadCredentials,
     /// The account exists, the password was right, but it is disabled.
-    #[error("user account is disabled")]
+    #[error("user account is disabled: ask the CA's operator to enable it")]
     UserDisabled,
     /// Password authentication is switched off in the configuration.
     #[error("password authentication is not enabled on this service")]
@@ -195,6 +195,17 @@ impl From<onlineca_store::StoreError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_says_its_reason_once() {
+        // The wait is in the line for curl users and in Retry-After for programs;
+        // the line says it once.
+        let line = ApiError::LockedOut(Duration::from_secs(300)).to_string();
+        assert_eq!(line.matches("300").count(), 1, "{line}");
+        // A disabled account is not a wrong password: no advice to retype it.
+        let line = ApiError::UserDisabled.to_string();
+        assert!(!line.contains("password"), "{line}");
+    }
 
     #[test]
     fn retry_after_rounds_up() {

@@ -200,7 +200,9 @@ impl Drop for BusyOwned {
     }
 }
 
-/// Binds the listener (port 0 picks a free port).
+/// Binds the listener (port 0 picks a free port); the error names the address.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    Ok(TcpListener::bind(addr).await?)
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| StartError::Bind { addr, error })
 }

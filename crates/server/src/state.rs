@@ -19,30 +19,46 @@ use crate::retriever::Retrievers;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A file named in the configuration could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (shown in the message, so not a `source`: `{:#}` would print it twice).
+        error: std::io::Error,
     },
     /// The issuing CA is unusable.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Ca {
         /// The CA certificate file.
         path: std::path::PathBuf,
-        /// Why.
-        source: onlineca_core::IssuerError,
+        /// Why (shown in the message, so not a `source`).
+        error: onlineca_core::IssuerError,
     },
     /// A certificate or key is unusable.
     #[error("{0}")]
     Invalid(String),
     /// The store could not be opened.
     #[error("store: {0}")]
-    Store(#[from] onlineca_store::StoreError),
-    /// The listener could not be set up.
-    #[error("{0}")]
+    Store(onlineca_store::StoreError),
+    /// The listening address could not be bound (in use, not ours, no permission).
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why (shown in the message, so not a `source`).
+        error: std::io::Error,
+    },
+    /// Another I/O failure while setting up.
+    #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+// By hand rather than `#[from]`, which would also make the store error a `source`
+// and print it twice in a chain of causes.
+impl From<onlineca_store::StoreError> for StartError {
+    fn from(e: onlineca_store::StoreError) -> Self {
+        StartError::Store(e)
+    }
 }
 
 /// Shared, read-only (or internally synchronised) service state.
@@ -68,9 +84,9 @@ pub struct AppState {
 
 /// Reads a file named by the configuration.
 pub fn read(path: &std::path::Path) -> Result<String, StartError> {
-    std::fs::read_to_string(path).map_err(|source| StartError::Read {
+    std::fs::read_to_string(path).map_err(|error| StartError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -82,9 +98,9 @@ impl AppState {
             None => String::new(),
         };
         let ca = IssuingCa::from_pem(&read(&config.ca.cert)?, &read(&config.ca.key)?, &chain_pem)
-            .map_err(|source| StartError::Ca {
+            .map_err(|error| StartError::Ca {
             path: config.ca.cert.clone(),
-            source,
+            error,
         })?;
         let template = config
             .subject_template()

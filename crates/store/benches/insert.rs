@@ -106,10 +106,10 @@ fn benches(c: &mut Criterion) {
         }
     });
     match admin {
-        Err(why) => eprintln!(
-            "\n!!!!!!!! SKIPPING insert/postgres: cannot connect to {}: {why} !!!!!!!!\n\
-             !!!!!!!! (set ONLINECA_TEST_PG_URL to benchmark PostgreSQL)  !!!!!!!!\n",
-            redacted(&base)
+        Err(why) => onlineca_testkit::skip(
+            &format!("PostgreSQL at {}", redacted(&base)),
+            &why,
+            "run it with a database test, or set ONLINECA_TEST_PG_URL",
         ),
         Ok(mut admin) => {
             let suffix =

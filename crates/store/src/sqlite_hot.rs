@@ -328,9 +328,7 @@ mod tests {
         let _store = crate::SqliteStore::open(&path).await.unwrap();
         for read_only in [false, true] {
             let c = connect(&path, read_only).unwrap();
-            let sync: i64 = c
-                .query_row("PRAGMA synchronous", [], |r| r.get(0))
-                .unwrap();
+            let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
             assert_eq!(sync, 2, "FULL");
             let mode: String = c
                 .query_row("PRAGMA journal_mode", [], |r| r.get(0))

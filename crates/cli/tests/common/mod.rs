@@ -9,9 +9,15 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-/// The binary under test.
+/// The binary under test. `HOME` points nowhere, so that no test can write into the
+/// developer's `~/.onlineca` through a default path; tests of those defaults set it.
 pub fn onlineca() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_onlineca"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_onlineca"));
+    c.env("HOME", "/nonexistent/onlineca-tests-home")
+        .env_remove("ONLINECA_CONFIG")
+        .env_remove("ONLINECA_URL")
+        .env_remove("ONLINECA_USER");
+    c
 }
 
 /// Runs a command, returning its output; panics (with the command) if it cannot start.

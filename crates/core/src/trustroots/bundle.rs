@@ -718,9 +718,7 @@ mod tests {
     fn openssl_uses_the_bundle_as_capath() {
         use std::process::Command;
         if Command::new("openssl").arg("version").output().is_err() {
-            eprintln!(
-                "\n*** SKIPPED openssl_uses_the_bundle_as_capath: no `openssl` on PATH ***\n"
-            );
+            onlineca_testkit::skip("openssl", "not on PATH", "apt-get install openssl");
             return;
         }
         let root = ca("Example", "Example Root");

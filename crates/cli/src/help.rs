@@ -1,0 +1,193 @@
+//! The long help's examples (`--help`; `-h` stays short) and environment variables,
+//! one constant per command. A test checks every command has some.
+
+/// `onlineca --help`.
+pub const TOP: &str = "\
+Examples:
+  # A working CA on its embedded store (created on first run, then reused):
+  onlineca serve --dir ./onlineca-data
+  onlineca user add alice --config ./onlineca-data/onlineca.toml
+
+  # The user's side: trust pinned by the root's fingerprint, then a certificate:
+  onlineca trustroots --url https://ca.example.org/onlineca --fingerprint AB:CD:...
+  onlineca getcert --url https://ca.example.org/onlineca --user alice
+
+  # Shell completion and the manual page:
+  mkdir -p ~/.local/share/bash-completion/completions
+  onlineca completions bash > ~/.local/share/bash-completion/completions/onlineca
+  onlineca man | man -l -
+
+Environment:
+  ONLINECA_CONFIG      the configuration file, for serve, user, cert, retriever and
+                       config check when --config is not given
+  ONLINECA_URL         the service base URL, for trustroots and getcert (--url)
+  ONLINECA_USER        the username, for getcert (--user)
+  ONLINECA_LOG_FORMAT  text or json (--log-format)
+  RUST_LOG             log filter (default info), for example RUST_LOG=debug
+  HOME                 getcert and trustroots keep files in ~/.onlineca by default
+";
+
+/// `onlineca init --help`.
+pub const INIT: &str = "\
+Examples:
+  onlineca init --dir /etc/onlineca --hostname ca.example.org --org Example
+  onlineca init --dir /etc/onlineca --key-type rsa3072 --cert-lifetime 8h
+  # An existing CA, kept:
+  onlineca init --dir /etc/onlineca --import-ca-cert ca.pem --import-ca-key ca.key \\
+      --import-ca-chain root.pem
+";
+
+/// `onlineca serve --help`.
+pub const SERVE: &str = "\
+Examples:
+  # A CA in ./onlineca-data, created with default settings on first run:
+  onlineca serve --dir ./onlineca-data
+  # A CA made with `onlineca init`:
+  onlineca serve --config /etc/onlineca/onlineca.toml
+  ONLINECA_CONFIG=/etc/onlineca/onlineca.toml onlineca serve
+  # Another address than the configured one (port 0: any free port):
+  onlineca serve --dir ./onlineca-data --listen 127.0.0.1:9443
+";
+
+/// `onlineca user --help`.
+pub const USER: &str = "\
+Examples:
+  onlineca user add alice --config /etc/onlineca/onlineca.toml
+  export ONLINECA_CONFIG=/etc/onlineca/onlineca.toml
+  printf '%s\\n' \"$PASSWORD\" | onlineca user add alice --password-stdin
+  onlineca user list
+  onlineca user disable alice
+";
+
+/// `onlineca user add --help`.
+pub const USER_ADD: &str = "\
+Examples:
+  onlineca user add alice --config /etc/onlineca/onlineca.toml   # asks twice, no echo
+  printf '%s\\n' \"$PASSWORD\" | onlineca user add alice --password-stdin --config ...
+";
+
+/// `onlineca user passwd --help`.
+pub const USER_PASSWD: &str = "\
+Examples:
+  onlineca user passwd alice --config /etc/onlineca/onlineca.toml
+  printf '%s\\n' \"$PASSWORD\" | onlineca user passwd alice --password-stdin --config ...
+";
+
+/// `onlineca user remove --help`.
+pub const USER_REMOVE: &str = "\
+Examples:
+  onlineca user remove alice --config /etc/onlineca/onlineca.toml
+  onlineca user remove alice --revoke --config /etc/onlineca/onlineca.toml
+";
+
+/// `onlineca user disable --help`.
+pub const USER_DISABLE: &str = "\
+Examples:
+  onlineca user disable alice --config /etc/onlineca/onlineca.toml
+";
+
+/// `onlineca user enable --help`.
+pub const USER_ENABLE: &str = "\
+Examples:
+  onlineca user enable alice --config /etc/onlineca/onlineca.toml
+";
+
+/// `onlineca user list --help`.
+pub const USER_LIST: &str = "\
+Examples:
+  onlineca user list --config /etc/onlineca/onlineca.toml
+";
+
+/// `onlineca cert --help`.
+pub const CERT: &str = "\
+Examples:
+  export ONLINECA_CONFIG=/etc/onlineca/onlineca.toml
+  onlineca cert list --user alice --valid
+  onlineca cert show 3a5f...
+  onlineca cert revoke 3a5f... --reason keyCompromise
+";
+
+/// `onlineca cert list --help`.
+pub const CERT_LIST: &str = "\
+Examples:
+  onlineca cert list --config /etc/onlineca/onlineca.toml
+  onlineca cert list --user alice --valid --config ...
+  onlineca cert list --since 24h --json --all --config ...
+";
+
+/// `onlineca cert show --help`.
+pub const CERT_SHOW: &str = "\
+Examples:
+  onlineca cert show 3a5f0c... --config /etc/onlineca/onlineca.toml
+";
+
+/// `onlineca cert revoke --help`.
+pub const CERT_REVOKE: &str = "\
+Examples:
+  onlineca cert revoke 3a5f0c... --reason keyCompromise --config /etc/onlineca/onlineca.toml
+  onlineca cert revoke --user alice --reason affiliationChanged --config ...
+";
+
+/// `onlineca crl --help` and `onlineca crl root --help`.
+pub const CRL: &str = "\
+Examples:
+  # Where the root key is kept (nginx's ssl_crl wants a CRL for every CA of the chain):
+  onlineca crl root --cert ca/root.pem --key ca/root.key --next-update 90days \\
+      --out root-crl.pem
+";
+
+/// `onlineca retriever --help` and `onlineca retriever list --help`.
+pub const RETRIEVER: &str = "\
+Examples:
+  onlineca retriever list --config /etc/onlineca/onlineca.toml
+";
+
+/// `onlineca trustroots --help`.
+pub const TRUSTROOTS: &str = "\
+Examples:
+  # First fetch, pinned by the root fingerprint the operator publishes
+  # (into ~/.onlineca/trustroots unless --dir says otherwise):
+  onlineca trustroots --url https://ca.example.org/onlineca --fingerprint AB:CD:...
+  # Later refreshes, checked against the directory already there:
+  onlineca trustroots --url https://ca.example.org/onlineca
+  # Trust on first use, loudly (compare the fingerprints printed):
+  onlineca trustroots --url https://ca.example.org/onlineca --bootstrap --dir ./trust
+";
+
+/// `onlineca getcert --help`.
+pub const GETCERT: &str = "\
+Examples:
+  # Into ~/.onlineca/alice.pem and ~/.onlineca/alice.key, trusting ~/.onlineca/trustroots:
+  onlineca getcert --url https://ca.example.org/onlineca --user alice
+  # Other places and forms:
+  onlineca getcert --url ... --user alice --cert alice.pem --key alice.key
+  onlineca getcert --url ... --user alice --bundle alice-bundle.pem
+  onlineca getcert --url ... --user alice --p12 alice.p12 --p12-password-file pw.txt
+  # From cron: a new certificate only when the current one has less than 2 hours left:
+  printf '%s\\n' \"$PASSWORD\" | onlineca getcert --url ... --user alice --password-stdin \\
+      --renew-within 2h
+  # Renewal by the current certificate over mutual TLS (no password):
+  onlineca getcert --url ... --renew --cert alice.pem --key alice.key
+";
+
+/// `onlineca config --help` and `onlineca config check --help`.
+pub const CONFIG: &str = "\
+Examples:
+  onlineca config check --config /etc/onlineca/onlineca.toml
+";
+
+/// `onlineca completions --help`.
+pub const COMPLETIONS: &str = "\
+Examples:
+  mkdir -p ~/.local/share/bash-completion/completions
+  onlineca completions bash > ~/.local/share/bash-completion/completions/onlineca
+  onlineca completions zsh > ~/.zfunc/_onlineca    # with fpath+=(~/.zfunc) in ~/.zshrc
+  onlineca completions fish > ~/.config/fish/completions/onlineca.fish
+";
+
+/// `onlineca man --help`.
+pub const MAN: &str = "\
+Examples:
+  onlineca man | man -l -
+  onlineca man --dir /usr/local/share/man/man1   # onlineca.1 and one page per command
+";
