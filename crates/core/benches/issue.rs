@@ -4,8 +4,7 @@
 //! crossed with every CSR key type (RSA-2048, P-256, P-384, Ed25519). Ids are
 //! `issue/<ca>_ca/<csr>_csr`; `csr_check/<csr>_csr` times the CSR check alone, so the
 //! difference is the build-and-sign share. Keys, CAs and CSRs are made once, outside
-//! the timed loop. The same measurement without criterion is
-//! `examples/issue_bench.rs`.
+//! the timed loop.
 //!
 //! Run: `cargo bench -p onlineca-core --bench issue` (append e.g.
 //! `-- --warm-up-time 1 --measurement-time 3` for a quick run, or a filter such as
