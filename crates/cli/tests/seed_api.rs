@@ -545,3 +545,75 @@ fn one_address_sending_too_many_requests_gets_429() {
     // Trust roots are not limited.
     assert_eq!(ca.curl(&[&ca.url("trustroots/")]).status, 200);
 }
+
+#[test]
+fn a_repeated_field_is_refused_in_every_body_form() {
+    let ca = TestCa::start_default();
+    let pw = ca.add_user("fay");
+    let auth = format!("fay:{pw}");
+    let (_k, csr) = make_csr(ca.dir.path(), "f", "ec", Some("P-256"), "/CN=dummy", &[]);
+    let csr_s = csr.to_str().unwrap().to_string();
+    let field = format!("certificate_request@{csr_s}");
+    let url = ca.url("certificate/");
+    // Which of two usernames was meant is a guess: refused, as a second CSR is.
+    let form = |extra: &[&str]| {
+        let mut args = vec!["-u", &auth, "--data-urlencode", &field];
+        for e in extra {
+            args.extend(["--data-urlencode", e]);
+        }
+        args.push(&url);
+        ca.curl(&args)
+    };
+    let r = form(&["username=fay", "username=ann"]);
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(r.text(), "form field 'username' given more than once\n");
+    let r = form(&["extra=1", "extra=2"]);
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(r.text(), "form field 'extra' given more than once\n");
+    let part = format!("certificate_request=@{csr_s}");
+    let r = ca.curl(&[
+        "-u",
+        &auth,
+        "-F",
+        &part,
+        "-F",
+        "username=fay",
+        "-F",
+        "username=ann",
+        &url,
+    ]);
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(r.text(), "multipart part 'username' given more than once\n");
+    // One of each is still fine.
+    assert_eq!(form(&["username=fay", "extra=1"]).status, 200);
+}
+
+#[test]
+fn an_overlong_username_is_refused_before_anything_keys_on_it() {
+    let ca = TestCa::start_default();
+    let (_k, csr) = make_csr(ca.dir.path(), "g", "ec", Some("P-256"), "/CN=dummy", &[]);
+    let field = format!("certificate_request@{}", csr.display());
+    // 40,000 characters: a name no certificate could carry.
+    let long = "q".repeat(40_000);
+    let r = ca.post_csr(&long, "guess", &csr);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "malformed HTTP Basic credentials: the username is longer than 64 characters\n"
+    );
+    // As a form field (a retriever's way) without a certificate: refused, unnamed.
+    let named = format!("username={long}");
+    let r = ca.curl(&[
+        "--data-urlencode",
+        &field,
+        "--data-urlencode",
+        &named,
+        &ca.url("certificate/"),
+    ]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    // Neither the refusal nor the access log keeps the name.
+    assert!(
+        !ca.log_text().contains(&long[..100]),
+        "the name reached the log"
+    );
+}

@@ -57,6 +57,13 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>
         .ok_or(ApiError::MalformedCredentials(
             "no ':' between username and password",
         ))?;
+    // Refused before anything keys on it (the lockout, the lookup, the log): no
+    // certificate can carry a longer name.
+    if username.chars().count() > onlineca_core::subject::MAX_USERNAME_CHARS {
+        return Err(ApiError::MalformedCredentials(
+            "the username is longer than 64 characters",
+        ));
+    }
     Ok(Some(BasicCredentials {
         username: username.to_string(),
         password: password.to_string(),
@@ -273,5 +280,12 @@ mod tests {
         assert!(basic_credentials(&headers("Basic !!!")).is_err());
         // "nocolon"
         assert!(basic_credentials(&headers("Basic bm9jb2xvbg==")).is_err());
+        let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+        let long = |n| headers(&format!("Basic {}", b64(format!("{}:pw", "a".repeat(n)))));
+        assert!(basic_credentials(&long(64)).unwrap().is_some());
+        assert!(matches!(
+            basic_credentials(&long(65)),
+            Err(ApiError::MalformedCredentials(_))
+        ));
     }
 }

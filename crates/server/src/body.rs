@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header;
 use onlineca_core::csr;
+use std::collections::HashSet;
 
 use crate::error::ApiError;
 
@@ -154,20 +155,39 @@ pub async fn parse(raw: RawBody) -> Result<CsrBody, ApiError> {
     }
 }
 
+/// Refuses a field name seen before in the same body: which of two values would be
+/// meant is a guess, and a guess about a username or a CSR is not ours to make.
+fn once(seen: &mut HashSet<String>, name: &str, kind: &str) -> Result<(), ApiError> {
+    if seen.insert(name.to_string()) {
+        Ok(())
+    } else {
+        Err(bad(format!("{kind} '{name}' given more than once")))
+    }
+}
+
+/// A `username` field, refused when longer than any certificate could carry, before
+/// anything keys on it or logs it.
+fn bounded_username(v: String, kind: &str) -> Result<String, ApiError> {
+    let max = onlineca_core::subject::MAX_USERNAME_CHARS;
+    if v.chars().count() > max {
+        return Err(bad(format!(
+            "{kind} '{USERNAME_FIELD}' is longer than {max} characters"
+        )));
+    }
+    Ok(v)
+}
+
 fn read_form(bytes: &[u8]) -> Result<CsrBody, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
         .map_err(|e| bad(format!("request body is not a valid URL-encoded form: {e}")))?;
     let mut out = CsrBody::default();
     let mut csr_text = None;
+    let mut seen = HashSet::new();
     for (k, v) in pairs {
+        once(&mut seen, &k, "form field")?;
         match k.as_str() {
-            CSR_FIELD if csr_text.is_some() => {
-                return Err(bad(format!(
-                    "form field '{CSR_FIELD}' given more than once"
-                )));
-            }
             CSR_FIELD => csr_text = Some(v),
-            USERNAME_FIELD => out.username = Some(v),
+            USERNAME_FIELD => out.username = Some(bounded_username(v, "form field")?),
             // Other fields are tolerated: older clients send extras.
             _ => {}
         }
@@ -183,6 +203,7 @@ async fn read_multipart(req: Request) -> Result<CsrBody, ApiError> {
         .map_err(|e| bad(format!("malformed multipart body: {}", e.body_text())))?;
     let mut out = CsrBody::default();
     let mut found = false;
+    let mut seen = HashSet::new();
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
@@ -190,13 +211,9 @@ async fn read_multipart(req: Request) -> Result<CsrBody, ApiError> {
             Err(e) => return Err(multipart_error(e)),
         };
         let name = field.name().unwrap_or("").to_string();
+        once(&mut seen, &name, "multipart part")?;
         match name.as_str() {
             CSR_FIELD => {
-                if found {
-                    return Err(bad(format!(
-                        "multipart part '{CSR_FIELD}' given more than once"
-                    )));
-                }
                 let data = field.bytes().await.map_err(multipart_error)?;
                 out.der = if data.first() == Some(&0x30) {
                     data.to_vec()
@@ -207,7 +224,7 @@ async fn read_multipart(req: Request) -> Result<CsrBody, ApiError> {
             }
             USERNAME_FIELD => {
                 let v = field.text().await.map_err(multipart_error)?;
-                out.username = Some(v);
+                out.username = Some(bounded_username(v, "multipart part")?);
             }
             _ => {}
         }
@@ -220,4 +237,27 @@ async fn read_multipart(req: Request) -> Result<CsrBody, ApiError> {
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     bad(format!("malformed multipart body: {}", e.body_text()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CSR: &str = "certificate_request=MIIBCgYJKoZIhvcNAQcCoIH8MIH5AgEB";
+
+    fn form(body: &str) -> Result<CsrBody, String> {
+        read_form(body.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn repeated_fields_and_overlong_usernames_are_refused() {
+        let e = form(&format!("{CSR}&username=a&username=b")).unwrap_err();
+        assert_eq!(e, "form field 'username' given more than once");
+        let e = form(&format!("{CSR}&{CSR}")).unwrap_err();
+        assert_eq!(e, "form field 'certificate_request' given more than once");
+        let e = form(&format!("{CSR}&x=1&x=2")).unwrap_err();
+        assert_eq!(e, "form field 'x' given more than once");
+        let e = form(&format!("username={}&{CSR}", "u".repeat(65))).unwrap_err();
+        assert_eq!(e, "form field 'username' is longer than 64 characters");
+    }
 }
