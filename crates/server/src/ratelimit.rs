@@ -1,6 +1,9 @@
 //! Per-client-address rate limiting of certificate requests: the contract's second
 //! 429 ("the client sends too many requests"). Complements the per-username lockout,
 //! which cannot see one address spraying passwords over many usernames.
+//!
+//! IPv6 clients are limited per /64: one subscriber or host usually holds a whole
+//! /64, and could otherwise take a fresh bucket with every request.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,8 +39,10 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `ip` at `now`, or says how long until one is available.
+    /// Takes one token for `ip` (its /64, for IPv6) at `now`, or says how long until
+    /// one is available.
     pub fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let ip = client_key(ip);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= SWEEP_AT {
             // A bucket refilled to the brim is the same as no bucket.
@@ -59,6 +64,18 @@ impl RateLimiter {
             let wait = (1.0 - b.tokens) / self.per_second.max(f64::MIN_POSITIVE);
             Err(Duration::from_secs_f64(wait.min(86_400.0)))
         }
+    }
+}
+
+/// The key a client's bucket is kept under: an IPv4 address as it is (also when
+/// written IPv4-mapped), an IPv6 address cut to its /64.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
     }
 }
 
@@ -85,5 +102,24 @@ mod tests {
         // One token a second comes back.
         assert!(l.take(a, t0 + Duration::from_millis(1100)).is_ok());
         assert!(l.take(a, t0 + Duration::from_millis(1200)).is_err());
+    }
+
+    #[test]
+    fn ipv6_shares_a_bucket_per_64() {
+        let l = RateLimiter::new(60, 2);
+        let t0 = Instant::now();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(l.take(ip("2001:db8:1:2::1"), t0).is_ok());
+        assert!(l.take(ip("2001:db8:1:2:ffff::9"), t0).is_ok());
+        assert!(
+            l.take(ip("2001:db8:1:2:abcd::"), t0).is_err(),
+            "the same /64 is one client"
+        );
+        assert!(l.take(ip("2001:db8:1:3::1"), t0).is_ok(), "another /64");
+        // IPv4, also IPv4-mapped, keeps one bucket per address.
+        assert!(l.take(ip("192.0.2.7"), t0).is_ok());
+        assert!(l.take(ip("::ffff:192.0.2.7"), t0).is_ok());
+        assert!(l.take(ip("192.0.2.7"), t0).is_err());
+        assert!(l.take(ip("192.0.2.8"), t0).is_ok());
     }
 }
