@@ -249,7 +249,7 @@ macro_rules! impl_store {
             ) -> Result<u64> {
                 let r = sqlx::query(
                     "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
-                     WHERE username = $3 AND revoked_at IS NULL AND not_after > $4",
+                     WHERE lower(username) = lower($3) AND revoked_at IS NULL AND not_after > $4",
                 )
                 .bind(to_secs(at))
                 .bind(reason)

@@ -402,7 +402,7 @@ pub(crate) enum Arg {
 ///
 /// Only fixed fragments go into the SQL (values are always bound), and each
 /// condition is a plain comparison on an indexed column, so the planner can use
-/// `(username, issued_at)`, `not_after`, `revoked_at` or `issued_at` as it sees fit
+/// `(lower(username), issued_at)`, `not_after`, `revoked_at` or `issued_at` as it sees fit
 /// (an `? IS NULL OR ...` form would defeat them).
 pub(crate) fn list_issued_sql(filter: &IssuedFilter) -> (String, Vec<Arg>) {
     let mut conds: Vec<String> = Vec::new();
@@ -412,8 +412,10 @@ pub(crate) fn list_issued_sql(filter: &IssuedFilter) -> (String, Vec<Arg>) {
         format!("${}", args.len())
     };
     if let Some(u) = &filter.username {
+        // Names are one regardless of ASCII case: a certificate recorded as
+        // `lab-q` belongs to the account `Lab-Q` (index on `lower(username)`).
         conds.push(format!(
-            "username = {}",
+            "lower(username) = lower({})",
             bind(&mut args, Arg::Text(u.clone()))
         ));
     }

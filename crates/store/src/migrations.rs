@@ -9,7 +9,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 use crate::{Result, StoreError, map_err};
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// One step of the schema.
 pub(crate) struct Migration {
@@ -59,6 +59,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     },
     CRL_NUMBER,
     USERNAMES_IGNORE_CASE,
+    CERTIFICATES_BY_LOWER_USERNAME,
 ];
 
 /// Migration 3, the same text on both backends: usernames are unique regardless of
@@ -68,6 +69,19 @@ const USERNAMES_IGNORE_CASE: Migration = Migration {
     version: 3,
     description: "usernames unique regardless of case",
     statements: &["CREATE UNIQUE INDEX users_username_lower ON users (lower(username))"],
+};
+
+/// Migration 4, the same text on both backends: certificates are found by the same
+/// canonical name as users (`lower(username)`), so that listing or revoking by name
+/// reaches every spelling a certificate was recorded under.
+const CERTIFICATES_BY_LOWER_USERNAME: Migration = Migration {
+    version: 4,
+    description: "certificates by user regardless of case",
+    statements: &[
+        "DROP INDEX certificates_username_issued_at",
+        "CREATE INDEX certificates_username_lower_issued_at \
+         ON certificates (lower(username), issued_at)",
+    ],
 };
 
 /// Migration 2, the same text on both backends: the CRL number, one row that
@@ -121,6 +135,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     },
     CRL_NUMBER,
     USERNAMES_IGNORE_CASE,
+    CERTIFICATES_BY_LOWER_USERNAME,
 ];
 
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

@@ -321,7 +321,11 @@ mod suite {
         );
         assert_eq!(serials(&list(by_user("bob")).await), ["05", "02"]);
         assert!(list(by_user("nobody")).await.is_empty());
-        assert!(list(by_user("Alice")).await.is_empty());
+        // One name regardless of ASCII case, as for accounts.
+        assert_eq!(
+            serials(&list(by_user("Alice")).await),
+            ["06", "04", "03", "01"]
+        );
 
         let since3 = IssuedFilter {
             since: Some(at(3)),
@@ -580,6 +584,36 @@ mod suite {
         assert_eq!(got.1, None);
     }
 
+    pub async fn user_queries_ignore_case(fx: Fixture) {
+        let s = fx.open().await;
+        let t = datetime!(2026-09-01 00:00 UTC);
+        // A retriever's user recorded in lower case, the account added later as
+        // `Lab-Q`: one person, one inventory.
+        s.record_issued(&cert("0a01", "lab-q", t)).await.unwrap();
+        s.record_issued(&cert("0a02", "Lab-Q", t)).await.unwrap();
+        s.record_issued(&cert("0a03", "lab-r", t)).await.unwrap();
+        let listed = s
+            .list_issued(&IssuedFilter {
+                username: Some("LAB-Q".into()),
+                ..IssuedFilter::default()
+            })
+            .await
+            .unwrap();
+        let mut serials: Vec<_> = listed.iter().map(|c| c.serial.as_str()).collect();
+        serials.sort();
+        assert_eq!(serials, ["0a01", "0a02"]);
+        let at = t + time::Duration::minutes(1);
+        assert_eq!(s.revoke_user("lab-Q", at, 5).await.unwrap(), 2);
+        assert!(
+            s.get_issued("0a03")
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_none()
+        );
+    }
+
     pub async fn status_filters(fx: Fixture) {
         let s = fx.open().await;
         let t0 = datetime!(2026-10-01 00:00:00 UTC);
@@ -766,6 +800,7 @@ suite_tests!(
     ping_and_close,
     concurrent_writes,
     issued_with_account,
+    user_queries_ignore_case,
     status_filters,
     revocation,
     crl_numbers_grow_across_instances,
