@@ -243,6 +243,7 @@ handshake_timeout = "10s"          # longest a TLS handshake (and request header
 idle_timeout = "60s"               # a connection with no request in flight this long is closed
 shutdown_grace = "30s"             # time given to requests in flight on SIGINT/SIGTERM
 max_connections = 1024             # connections served at once
+max_connections_per_address = 64  # of those, from one client address (an IPv6 /64)
 rate_limit = 120                   # certificate requests a minute from one address (0: no limit)...
 rate_burst = 30                    # ...after a burst of this many; beyond: 429 with Retry-After
 

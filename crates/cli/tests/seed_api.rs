@@ -617,3 +617,40 @@ fn an_overlong_username_is_refused_before_anything_keys_on_it() {
         "the name reached the log"
     );
 }
+
+#[test]
+fn one_address_cannot_take_every_connection_slot() {
+    let mut ca = TestCa::init(&[]);
+    ca.edit_config("max_connections = 1024", "max_connections = 6");
+    ca.edit_config(
+        "max_connections_per_address = 64",
+        "max_connections_per_address = 3",
+    );
+    ca.start();
+    // Six idle plain-TCP connections from 127.0.0.1, saying nothing: as many as there
+    // are slots. Past its three, the server closes them at once.
+    let idle: Vec<std::net::TcpStream> = (0..6)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", ca.port)).unwrap())
+        .collect();
+    let mut closed = 0;
+    for s in &idle {
+        use std::io::Read;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        if matches!((&*s).read(&mut b), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 3, "connections past the per-address cap are closed");
+    // Another client still gets served, well before the idle ones time out.
+    let r = ca.curl(&[
+        "--interface",
+        "127.0.0.2",
+        "--max-time",
+        "5",
+        &ca.url("trustroots/"),
+    ]);
+    assert_eq!(r.status, 200, "{r:?}");
+    drop(idle);
+}

@@ -82,6 +82,10 @@ pub struct ServerSection {
     /// Connections served at once; more wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold at once; more are
+    /// closed at once, so that one address cannot take every slot.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
     /// Certificate requests a minute from one client address (0: no limit).
     #[serde(default = "default_rate_limit")]
     pub rate_limit: u32,
@@ -110,6 +114,9 @@ fn default_rate_burst() -> u32 {
 fn default_max_connections() -> usize {
     1024
 }
+fn default_max_connections_per_address() -> usize {
+    64
+}
 
 impl Default for ServerSection {
     fn default() -> Self {
@@ -122,6 +129,7 @@ impl Default for ServerSection {
             idle_timeout: default_idle_timeout(),
             shutdown_grace: default_shutdown_grace(),
             max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
             rate_limit: default_rate_limit(),
             rate_burst: default_rate_burst(),
         }
@@ -450,6 +458,9 @@ impl Config {
         if self.server.max_connections == 0 {
             return Err(self.invalid("server.max_connections", "must be at least 1"));
         }
+        if self.server.max_connections_per_address == 0 {
+            return Err(self.invalid("server.max_connections_per_address", "must be at least 1"));
+        }
         self.subject_template()
             .map_err(|e| self.invalid("certificate.subject", e.to_string()))?;
         // Beyond any sensible setting, and far from where time arithmetic overflows.
@@ -530,6 +541,10 @@ impl Config {
             humantime::format_duration(s.idle_timeout).to_string(),
         );
         line("server.max_connections", s.max_connections.to_string());
+        line(
+            "server.max_connections_per_address",
+            s.max_connections_per_address.to_string(),
+        );
         line(
             "server.rate_limit",
             if s.rate_limit == 0 {

@@ -67,15 +67,72 @@ impl RateLimiter {
     }
 }
 
-/// The key a client's bucket is kept under: an IPv4 address as it is (also when
-/// written IPv4-mapped), an IPv6 address cut to its /64.
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The key a client is counted under: an IPv4 address as it is (also when written
+/// IPv4-mapped), an IPv6 address cut to its /64.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
         },
+    }
+}
+
+/// Open connections per client (by [`client_key`]), capped: one address may not
+/// take every connection slot of the server.
+#[derive(Debug)]
+pub struct ConnectionCounts {
+    cap: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection, counted until dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    counts: std::sync::Arc<ConnectionCounts>,
+    key: IpAddr,
+}
+
+impl ConnectionCounts {
+    /// At most `cap` connections per client.
+    pub fn new(cap: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(ConnectionCounts {
+            cap,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a new connection from `ip`, or `None` if its client holds `cap` already.
+    /// The table holds only clients with a connection open, so it is bounded by the
+    /// server's connection limit.
+    pub fn open(self: &std::sync::Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let key = client_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.cap {
+            if *n == 0 {
+                open.remove(&key);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            counts: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -121,5 +178,23 @@ mod tests {
         assert!(l.take(ip("::ffff:192.0.2.7"), t0).is_ok());
         assert!(l.take(ip("192.0.2.7"), t0).is_err());
         assert!(l.take(ip("192.0.2.8"), t0).is_ok());
+    }
+
+    #[test]
+    fn connections_capped_per_client_and_given_back() {
+        let c = ConnectionCounts::new(2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a1 = c.open(ip("127.0.0.1")).unwrap();
+        let _a2 = c.open(ip("127.0.0.1")).unwrap();
+        assert!(c.open(ip("127.0.0.1")).is_none(), "the third is refused");
+        assert!(c.open(ip("127.0.0.2")).is_some(), "another client is not");
+        let _v6 = c.open(ip("2001:db8::1")).unwrap();
+        let _v6b = c.open(ip("2001:db8::2")).unwrap();
+        assert!(c.open(ip("2001:db8::3")).is_none(), "one /64 is one client");
+        drop(a1);
+        assert!(
+            c.open(ip("127.0.0.1")).is_some(),
+            "a closed one gives its slot back"
+        );
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::ratelimit::ConnectionCounts;
 use crate::routes::{ConnInfo, router};
 use crate::state::{AppState, StartError};
 use crate::tls::server_config;
@@ -36,6 +37,7 @@ pub async fn serve(
     let grace = server.shutdown_grace;
     let idle_timeout = server.idle_timeout;
     let limit = Arc::new(Semaphore::new(server.max_connections));
+    let per_client = ConnectionCounts::new(server.max_connections_per_address);
     let app = router(state.clone());
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -74,6 +76,11 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let Some(slot) = per_client.open(peer.ip()) else {
+            // Closed at once: the slot goes back to clients that are not hogging them.
+            tracing::debug!(%peer, "too many connections from this client; closed");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let tls = tls.clone();
         let app = app.clone();
@@ -81,6 +88,7 @@ pub async fn serve(
         let stop = stop_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let stream = match tokio::time::timeout(handshake_timeout, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
