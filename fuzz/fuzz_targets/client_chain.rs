@@ -8,7 +8,8 @@
 //!
 //! Anchors: `seeds/client_chain.anchor.pem` (the issuing CA, then its root), written
 //! by `seed.sh` with the certificates of the seed corpus, so that seeds verify and
-//! the paths past verification are reached; a throwaway CA when it is missing.
+//! the paths past verification are reached; without it, the committed
+//! `regressions/client_chain.anchor.pem` that the kept chains were made with.
 
 #![no_main]
 
@@ -34,7 +35,13 @@ struct Fixture {
     now: OffsetDateTime,
 }
 
-const ANCHOR_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/seeds/client_chain.anchor.pem");
+const ANCHOR_FILES: [&str; 2] = [
+    concat!(env!("CARGO_MANIFEST_DIR"), "/seeds/client_chain.anchor.pem"),
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/regressions/client_chain.anchor.pem"
+    ),
+];
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
@@ -43,10 +50,10 @@ fn fixture() -> &'static Fixture {
         let now = OffsetDateTime::from_unix_timestamp(1_798_761_600).unwrap();
         let dir = std::env::temp_dir().join(format!("onlineca-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let anchor_path = if Path::new(ANCHOR_FILE).exists() {
-            Path::new(ANCHOR_FILE).to_path_buf()
+        let anchor_path = if let Some(found) = ANCHOR_FILES.iter().find(|f| Path::new(f).exists()) {
+            Path::new(found).to_path_buf()
         } else {
-            eprintln!("client_chain: {ANCHOR_FILE} missing (run seed.sh); using a throwaway CA");
+            eprintln!("client_chain: no anchor file (run seed.sh); using a throwaway CA");
             let created = pki::create(&PkiOptions {
                 key_type: KeyType::P256,
                 org: "Fuzz".into(),
