@@ -51,6 +51,49 @@ impl TrustRoots {
     }
 }
 
+/// A trust-roots answer read, before any trust decision.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The files, in the order sent.
+    pub files: Vec<TrustFile>,
+    /// Every CA certificate among them, DER.
+    pub ca_ders: Vec<CertificateDer<'static>>,
+    /// The same certificates, summarised.
+    pub cas: Vec<CertSummary>,
+}
+
+/// Reads the body of a `GET {prefix}/trustroots/` answer (either encoding) into its
+/// files and the CA certificates they hold; at least one certificate is required.
+/// Pure: [`fetch_trustroots`] calls it on what the server sent, the fuzzer (`fuzz/`)
+/// on anything.
+pub fn parse_answer(body: &[u8]) -> Result<Answer> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ClientError::TrustRoots("the answer is not text".into()))?;
+    let files = onlineca_core::trustroots::decode(text)
+        .map_err(|e| ClientError::TrustRoots(e.to_string()))?;
+
+    let mut ca_ders: Vec<CertificateDer<'static>> = Vec::new();
+    for f in &files {
+        let certs = pem_certificates(&f.data)
+            .map_err(|e| ClientError::TrustRoots(format!("{}: {e}", f.name)))?;
+        ca_ders.extend(certs);
+    }
+    if ca_ders.is_empty() {
+        return Err(ClientError::TrustRoots(
+            "the answer holds no CA certificate".into(),
+        ));
+    }
+    let cas = ca_ders
+        .iter()
+        .map(|d| CertSummary::of(d))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Answer {
+        files,
+        ca_ders,
+        cas,
+    })
+}
+
 /// Fetches and checks the trust roots of the service at `endpoint`. Nothing is
 /// written: on any failure there is nothing to undo.
 pub async fn fetch_trustroots(
@@ -95,26 +138,11 @@ pub async fn fetch_trustroots(
         .cloned()
         .ok_or_else(|| ClientError::TrustRoots("the server presented no certificate".into()))?;
     let server = CertSummary::of(&server_der)?;
-    let text = std::str::from_utf8(&resp.body)
-        .map_err(|_| ClientError::TrustRoots("the answer is not text".into()))?;
-    let files = onlineca_core::trustroots::decode(text)
-        .map_err(|e| ClientError::TrustRoots(e.to_string()))?;
-
-    let mut ca_ders: Vec<CertificateDer<'static>> = Vec::new();
-    for f in &files {
-        let certs = pem_certificates(&f.data)
-            .map_err(|e| ClientError::TrustRoots(format!("{}: {e}", f.name)))?;
-        ca_ders.extend(certs);
-    }
-    if ca_ders.is_empty() {
-        return Err(ClientError::TrustRoots(
-            "the answer holds no CA certificate".into(),
-        ));
-    }
-    let cas = ca_ders
-        .iter()
-        .map(|d| CertSummary::of(d))
-        .collect::<Result<Vec<_>>>()?;
+    let Answer {
+        files,
+        ca_ders,
+        cas,
+    } = parse_answer(&resp.body)?;
     let found = || {
         let mut s = String::new();
         for c in &cas {

@@ -44,6 +44,18 @@ pub struct RawBody {
     bytes: Result<axum::body::Bytes, ApiError>,
 }
 
+impl RawBody {
+    /// A body already read in full, with its request head: what [`collect`] returns
+    /// for a body within the limit. For tests and the fuzzer (`fuzz/`), which feed
+    /// [`parse`] without a connection.
+    pub fn new(parts: axum::http::request::Parts, bytes: axum::body::Bytes) -> Self {
+        RawBody {
+            parts,
+            bytes: Ok(bytes),
+        }
+    }
+}
+
 /// Reads the whole body of `req`, at most `limit` bytes. Reading happens before any
 /// other check so that every refusal reaches the client intact; an oversized body is
 /// drained (up to a bound) and kept as an error for [`parse`].

@@ -391,7 +391,14 @@ impl Config {
             path: path.to_path_buf(),
             error,
         })?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks configuration `text` as if read from `path` (relative paths
+    /// become absolute against its directory). Touches no file: [`Config::load`]
+    /// reads the file and calls this; the fuzzer (`fuzz/`) calls it directly.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
