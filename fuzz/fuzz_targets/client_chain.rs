@@ -48,8 +48,9 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         // 2027-01-01T00:00:00Z: fixed, so a crash reproduces.
         let now = OffsetDateTime::from_unix_timestamp(1_798_761_600).unwrap();
+        // Named in the configuration only; nothing is written there unless the
+        // throwaway CA is needed.
         let dir = std::env::temp_dir().join(format!("onlineca-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let anchor_path = if let Some(found) = ANCHOR_FILES.iter().find(|f| Path::new(f).exists()) {
             Path::new(found).to_path_buf()
         } else {
@@ -65,6 +66,7 @@ fn fixture() -> &'static Fixture {
                 now: now - time::Duration::days(1),
             })
             .unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
             let p = dir.join("anchor.pem");
             std::fs::write(&p, created.issuing.cert_pem + &created.root.cert_pem).unwrap();
             p
