@@ -3,7 +3,7 @@
 #
 # Starts, on 127.0.0.1 and in a temporary directory, `cfssl serve` (TLS, HMAC
 # `authsign`, an EC P-256 CA) and a release `onlineca serve` (EC P-256 CA,
-# rate_limit = 0, one user, one trusted retriever), then drives both with
+# rate_limit = 0, no per-address connection cap, one user, one trusted retriever), then drives both with
 # `onlineca-load` in alternation (onlineca paths, cfssl, onlineca paths, cfssl) at
 # c=1 and c=16, with a new connection per request and with keep-alive. Prints one
 # Markdown table (throughput ratio, server CPU per certificate, p99), then onlineca's
@@ -102,6 +102,10 @@ o=$work/onlineca
 # One address makes every request here: lift the per-address limit.
 sed -i "s/^rate_limit = 120/rate_limit = 0/" "$o/onlineca.toml"
 grep -q '^rate_limit = 0' "$o/onlineca.toml" || { echo "could not set rate_limit = 0" >&2; exit 1; }
+# Every connection here comes from 127.0.0.1: let it hold as many as the HOLD test opens.
+sed -i "s/^max_connections_per_address = 64 /max_connections_per_address = 4096 /" "$o/onlineca.toml"
+grep -q '^max_connections_per_address = 4096' "$o/onlineca.toml" ||
+  { echo "could not raise max_connections_per_address" >&2; exit 1; }
 head -c 18 /dev/urandom | base64 >"$work/password"
 "$bin" user add bench --password-stdin --config "$o/onlineca.toml" <"$work/password" >/dev/null 2>&1
 # A portal, trusted as a retriever for user bench, with its own anchor CA.
