@@ -77,6 +77,23 @@ pub async fn collect(req: Request, limit: usize) -> RawBody {
     RawBody { parts, bytes }
 }
 
+/// Reads and drops the body of a request that is refused anyway, up to the same bound
+/// as an oversized one, so that the client sees the answer rather than a reset.
+pub async fn discard(req: Request, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut body = req.into_body();
+    let mut seen = 0usize;
+    let cap = limit.saturating_mul(DRAIN_FACTOR);
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen > cap {
+                break;
+            }
+        }
+    }
+}
+
 async fn read_bounded(
     mut body: Body,
     limit: usize,

@@ -83,17 +83,32 @@ async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Respon
         };
         return fail(&state, &id, None, e);
     }
-    // The body is read first, so that no refusal races an upload still in progress.
     let conn = req.extensions().get::<ConnInfo>().cloned();
     let peer = conn.as_ref().map(|c| c.peer);
     let client_certs = conn.map(|c| c.client_certs).unwrap_or_default();
-    let headers = req.headers().clone();
-    let raw = body::collect(req, state.config.server.max_body).await;
+    // The per-address limit comes before the body is buffered, so that a refused
+    // client costs no memory. What it is still sending is read and dropped (bounded):
+    // answering before the upload ends would reach curl as a reset stream or
+    // connection instead of the 429.
     if let (Some(limiter), Some(addr)) = (&state.rate_limiter, peer)
         && let Err(wait) = limiter.take(addr.ip(), std::time::Instant::now())
     {
+        body::discard(req, state.config.server.max_body).await;
         return fail(&state, &id, None, ApiError::RateLimited(wait));
     }
+    let headers = req.headers().clone();
+    // Bodies held at once are bounded (see `AppState::bodies`); a request waits for a
+    // slot within its own timeout.
+    let Ok(_slot) = state.bodies.acquire().await else {
+        return fail(
+            &state,
+            &id,
+            None,
+            ApiError::Internal("body slots closed".into()),
+        );
+    };
+    // Read whole before any other refusal, so that none races an upload in progress.
+    let raw = body::collect(req, state.config.server.max_body).await;
     let auth = match credentials::authenticate(&state, &headers, &client_certs, raw, now).await {
         Ok(a) => a,
         Err(r) => return fail(&state, &id, r.user, r.error),

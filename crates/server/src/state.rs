@@ -80,7 +80,14 @@ pub struct AppState {
     /// The published CRL and the trust-roots responses that carry it, rebuilt
     /// together when a new CRL is signed.
     pub crl: CrlCell,
+    /// Request bodies held in memory at once ([`BODIES_IN_FLIGHT`] of at most
+    /// `[server] max_body` each); more requests wait for a slot.
+    pub bodies: tokio::sync::Semaphore,
 }
+
+/// How many request bodies may be buffered at once: 256 × 64 KiB = 16 MiB by default,
+/// whatever the number of connections and streams.
+pub const BODIES_IN_FLIGHT: usize = 256;
 
 /// Reads a file named by the configuration.
 pub fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -128,6 +135,7 @@ impl AppState {
                 )
             }),
             crl: CrlCell::new(bundle, issuer_hash),
+            bodies: tokio::sync::Semaphore::new(BODIES_IN_FLIGHT),
             config,
             ca,
             profile,
