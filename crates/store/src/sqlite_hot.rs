@@ -146,21 +146,36 @@ impl HotPath {
 /// A connection with the store's settings: WAL, `synchronous=FULL` (a committed
 /// record survives power loss), foreign keys. Readers do not wait on busy locks.
 fn connect(path: &Path, read_only: bool) -> Result<Connection> {
+    // Opening can meet a lock another connection holds for a moment (a migration or
+    // the switch to WAL by a process opening the same file): wait as a writer would.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match try_connect(path, read_only) {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => {
+                return other.map_err(|e| {
+                    StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+                });
+            }
+        }
+    }
+}
+
+fn try_connect(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(if read_only {
         Duration::ZERO
     } else {
         BUSY_TIMEOUT
-    })
-    .map_err(map_err)?;
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-        .map_err(map_err)?;
+    })?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
     Ok(conn)
 }
 
