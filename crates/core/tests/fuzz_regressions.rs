@@ -2,7 +2,6 @@
 //! crashes it found and a small minimized corpus) through the same calls as the
 //! `csr` fuzz target, so the default test run covers them without cargo-fuzz.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use onlineca_core::pki::{self, KeyType, PkiOptions};
@@ -10,23 +9,7 @@ use onlineca_core::{IssuingCa, Principal, Profile, SubjectTemplate, csr};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/regressions")
-        .join(target);
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p, data)
-        })
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "no inputs in {}", dir.display());
-    out
-}
+use onlineca_testkit::fuzz_inputs as inputs;
 
 #[test]
 fn csr_regressions_are_refused_or_issued_never_a_panic() {

@@ -19,23 +19,7 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/regressions")
-        .join(target);
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p, data)
-        })
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "no inputs in {}", dir.display());
-    out
-}
+use onlineca_testkit::fuzz_inputs as inputs;
 
 /// 2027-01-01T00:00:00Z, the fuzz targets' fixed time.
 fn now() -> OffsetDateTime {

@@ -1,5 +1,5 @@
 //! What the tests of several crates share: how a test whose prerequisite (a tool, a
-//! database) is missing says so.
+//! database) is missing says so, and the fuzzers' kept inputs to replay.
 //!
 //! `cargo test` captures what a passing test prints with `println!`/`eprintln!`, so
 //! a skip reported that way is invisible and the run just says "ok". [`skip`]
@@ -9,7 +9,7 @@
 //! test: CI installs everything and must run every test.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The environment variable naming the file skips are appended to.
 pub const SKIP_LOG: &str = "ONLINECA_SKIP_LOG";
@@ -50,6 +50,27 @@ fn record(what: &str, why: &str, install: &str, ci: bool, log: Option<&Path>) {
             );
         }
     }
+}
+
+/// The kept inputs of fuzz target `target` (`fuzz/regressions/<target>/`), with their
+/// paths, in name order; panics if there are none, so that a moved directory cannot
+/// make a replay test pass on nothing.
+pub fn fuzz_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions")
+        .join(target);
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let data = std::fs::read(&p).unwrap();
+            (p, data)
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no inputs in {}", dir.display());
+    out
 }
 
 #[cfg(test)]
