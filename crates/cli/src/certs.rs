@@ -128,12 +128,17 @@ pub async fn run(
         } => {
             let c = find(store, &serial).await?;
             match store.revoke(&c.serial, now, reason.code()).await? {
-                RevokeOutcome::Revoked => eprintln!(
-                    "revoked certificate {} of {:?} ({reason}); running servers publish a new CRL within {}",
-                    c.serial,
-                    c.username,
-                    humantime::format_duration(poll)
-                ),
+                RevokeOutcome::Revoked { also } => {
+                    eprintln!(
+                        "revoked certificate {} of {:?} ({reason}); running servers publish a new CRL within {}",
+                        c.serial,
+                        c.username,
+                        humantime::format_duration(poll)
+                    );
+                    if also > 0 {
+                        eprintln!("{}", also_revoked(also, reason.code()));
+                    }
+                }
                 RevokeOutcome::AlreadyRevoked { at, reason } => eprintln!(
                     "certificate {} was already revoked at {} ({}); nothing changed",
                     c.serial,
@@ -230,6 +235,20 @@ fn status(c: &IssuedCert, now: OffsetDateTime) -> &'static str {
         "expired"
     } else {
         "valid"
+    }
+}
+
+/// The line about the certificates a revocation reached beyond the one named.
+fn also_revoked(also: u64, code: i32) -> String {
+    let noun = if also == 1 {
+        "certificate"
+    } else {
+        "certificates"
+    };
+    if code == onlineca_store::REASON_KEY_COMPROMISE {
+        format!("also revoked {also} {noun} for the same key or renewed from one")
+    } else {
+        format!("also revoked {also} {noun} renewed from it")
     }
 }
 

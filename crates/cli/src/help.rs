@@ -57,6 +57,7 @@ Examples:
   printf '%s\\n' \"$PASSWORD\" | onlineca user add alice --password-stdin
   onlineca user list
   onlineca user disable alice
+  onlineca user unlock alice
 ";
 
 /// `onlineca user add --help`.
@@ -94,8 +95,20 @@ Examples:
 
 /// `onlineca user list --help`.
 pub const USER_LIST: &str = "\
+STATUS is active, disabled, or locked (too many failed passwords; LOCKED UNTIL says
+until when). Lockouts are kept in the store: every instance sharing it sees them.
+
 Examples:
   onlineca user list --config /etc/onlineca/onlineca.toml
+";
+
+/// `onlineca user unlock --help`.
+pub const USER_UNLOCK: &str = "\
+Forgets a name's failed passwords at once, for every instance sharing the store.
+The lockout otherwise ends by itself ([auth] lockout after the last failure).
+
+Examples:
+  onlineca user unlock alice --config /etc/onlineca/onlineca.toml
 ";
 
 /// `onlineca cert --help`.

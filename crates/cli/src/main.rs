@@ -170,7 +170,11 @@ async fn run(command: Command) -> Result<()> {
             let cfg = Config::load(&config_arg(config)?)?;
             let template = cfg.subject_template()?;
             let store = onlineca_store::open(&cfg.store.url).await?;
-            let r = users::run(command, store.as_ref(), &template).await;
+            let lockout = onlineca_store::LockoutPolicy {
+                max_failures: cfg.auth.max_failures,
+                period: time::Duration::try_from(cfg.auth.lockout).unwrap_or(time::Duration::MAX),
+            };
+            let r = users::run(command, store.as_ref(), &template, &lockout).await;
             store.close().await;
             r
         }

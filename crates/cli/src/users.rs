@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use onlineca_core::crl::Reason;
 use onlineca_core::password;
-use onlineca_store::{IssuedFilter, StatusFilter, Store, StoreError, User};
+use onlineca_store::{IssuedFilter, LockoutPolicy, StatusFilter, Store, StoreError, User};
 use time::OffsetDateTime;
 
 /// Shortest password accepted.
@@ -55,9 +55,15 @@ pub enum UserCommand {
         /// The username.
         name: String,
     },
-    /// List users.
+    /// List users, with those locked out by failed passwords.
     #[command(after_long_help = crate::help::USER_LIST)]
     List,
+    /// Clear a lockout after failed passwords (shared by every instance).
+    #[command(after_long_help = crate::help::USER_UNLOCK)]
+    Unlock {
+        /// The username (any spelling; locked names need not be accounts).
+        name: String,
+    },
 }
 
 fn read_password(from_stdin: bool) -> Result<String> {
@@ -88,6 +94,7 @@ pub async fn run(
     cmd: UserCommand,
     store: &dyn Store,
     template: &onlineca_core::SubjectTemplate,
+    lockout: &LockoutPolicy,
 ) -> Result<()> {
     let now = OffsetDateTime::now_utc();
     match cmd {
@@ -102,13 +109,7 @@ pub async fn run(
             }
             let pw = read_password(password_stdin)?;
             let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await??;
-            let user = User {
-                username: name.clone(),
-                password_hash: hash,
-                disabled: false,
-                created_at: now,
-                updated_at: now,
-            };
+            let user = User::new(name.clone(), hash, now)?;
             match store.add_user(&user).await {
                 Ok(()) => eprintln!("added user {name:?}"),
                 Err(StoreError::UserExists(_)) => bail!("user {name:?} already exists"),
@@ -177,20 +178,59 @@ pub async fn run(
         },
         UserCommand::List => {
             let users = store.list_users().await?;
-            println!("{:<32} {:<9} CREATED", "USERNAME", "STATUS");
+            let mut locked: std::collections::BTreeMap<String, OffsetDateTime> = store
+                .list_login_failures()
+                .await?
+                .into_iter()
+                .filter_map(|(name, f)| Some((name, f.locked_until(lockout, now)?)))
+                .collect();
+            println!(
+                "{:<32} {:<9} {:<25} LOCKED UNTIL",
+                "USERNAME", "STATUS", "CREATED"
+            );
             for u in users {
+                let until = locked.remove(&u.username.to_ascii_lowercase());
+                let status = match (u.disabled, until) {
+                    (true, _) => "disabled",
+                    (false, Some(_)) => "locked",
+                    (false, None) => "active",
+                };
                 println!(
-                    "{:<32} {:<9} {}",
+                    "{:<32} {:<9} {:<25} {}",
                     u.username,
-                    if u.disabled { "disabled" } else { "active" },
-                    u.created_at
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default()
+                    status,
+                    rfc3339(u.created_at),
+                    until.map(rfc3339).unwrap_or_else(|| "-".into())
                 );
+            }
+            if !locked.is_empty() {
+                // Names without accounts draw failures too (guessing, typos); they
+                // are locked alike, so that a lockout reveals no account.
+                eprintln!(
+                    "{} name(s) without an account are locked out too (onlineca user unlock NAME clears one)",
+                    locked.len()
+                );
+            }
+        }
+        UserCommand::Unlock { name } => {
+            if store
+                .clear_login_failures(&name.to_ascii_lowercase())
+                .await?
+            {
+                eprintln!(
+                    "unlocked {name:?}: its failed passwords are forgotten, on every instance"
+                );
+            } else {
+                eprintln!("{name:?} had no failed passwords recorded; nothing changed");
             }
         }
     }
     Ok(())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// How many of `name`'s certificates are neither revoked nor expired at `now`.

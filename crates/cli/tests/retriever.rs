@@ -187,9 +187,10 @@ fn set_disabled(ca: &TestCa, user: &str) {
     assert!(err.contains("disabled user"), "{err}");
 }
 
-/// Revokes a certificate with the operator's command.
+/// Revokes a certificate with the operator's command (not for keyCompromise, which
+/// would refuse its key, shared by the tests' requests, from then on).
 fn set_revoked(ca: &TestCa, serial: &str) {
-    let (_, err) = ca.cli_ok(&["cert", "revoke", serial, "--reason", "keyCompromise"]);
+    let (_, err) = ca.cli_ok(&["cert", "revoke", serial, "--reason", "superseded"]);
     assert!(err.contains("revoked certificate"), "{err}");
 }
 
@@ -240,7 +241,11 @@ fn retrievers_are_judged_by_certificate_subject_and_user_rule() {
     s.ca.start();
     let dir = s.ca.dir.path().to_path_buf();
 
-    // Allowed retriever for an allowed user (Basic username, password ignored).
+    // Allowed retriever for an allowed user (Basic username, password ignored),
+    // first before the user has an account here.
+    let r = post_with_cert(&s.ca, &s.portal, &["-u", "alice:not-checked"], &s.csr);
+    let (accountless, _) = keep(&s.ca, &r, "alice-by-portal-0", &s.csr_key);
+    s.ca.add_user("alice");
     let r = post_with_cert(&s.ca, &s.portal, &["-u", "alice:not-checked"], &s.csr);
     let (cert, _) = keep(&s.ca, &r, "alice-by-portal", &s.csr_key);
     assert!(subject(&cert).ends_with("/CN=alice"), "{}", subject(&cert));
@@ -255,9 +260,12 @@ fn retrievers_are_judged_by_certificate_subject_and_user_rule() {
         rec.not_after - rec.issued_at <= time::Duration::hours(1),
         "the retriever's lifetime cap applies"
     );
-    // Renewing that certificate (mutual TLS, no portal; renewal needs an account)
-    // keeps the portal's cap.
-    s.ca.add_user("alice");
+    // Renewal needs the account the certificate was issued to: the account added
+    // later under the name the portal vouched for may be someone else.
+    let r = post_with_cert(&s.ca, &(accountless, s.csr_key.clone()), &[], &s.csr);
+    assert_401(&r, "no longer has an account");
+    // Renewing the one issued to the account (mutual TLS, no portal) keeps the
+    // portal's cap.
     let r = post_with_cert(&s.ca, &(cert.clone(), s.csr_key.clone()), &[], &s.csr);
     let (renewed, _) = keep(&s.ca, &r, "alice-by-portal-renewed", &s.csr_key);
     let rec = record(&s.ca, &cert_serial(&renewed));

@@ -31,6 +31,13 @@ pub struct Principal {
     pub method: AuthMethod,
     /// Subject of the retriever that asked, for [`AuthMethod::Retriever`].
     pub retriever: Option<String>,
+    /// The id of the store account the identity belongs to; `None` for a user a
+    /// retriever vouches for who has no account here. Recorded with the
+    /// certificate, so that renewal follows the account, not the name.
+    pub account_id: Option<String>,
+    /// For [`AuthMethod::Renewal`], the serial (lowercase hex) of the certificate
+    /// presented: revoking it revokes the renewal too.
+    pub renews: Option<String>,
 }
 
 impl Principal {
@@ -40,6 +47,8 @@ impl Principal {
             username: username.into(),
             method: AuthMethod::Password,
             retriever: None,
+            account_id: None,
+            renews: None,
         }
     }
 
@@ -49,15 +58,30 @@ impl Principal {
             username: username.into(),
             method: AuthMethod::Retriever,
             retriever: Some(retriever.into()),
+            account_id: None,
+            renews: None,
         }
     }
 
-    /// A user renewing with a valid certificate of this CA.
-    pub fn renewal(username: impl Into<String>) -> Self {
+    /// A user of the account `account_id` renewing with the valid certificate of
+    /// this CA whose serial is `serial`.
+    pub fn renewal(
+        username: impl Into<String>,
+        account_id: impl Into<String>,
+        serial: impl Into<String>,
+    ) -> Self {
         Principal {
             username: username.into(),
             method: AuthMethod::Renewal,
             retriever: None,
+            account_id: Some(account_id.into()),
+            renews: Some(serial.into()),
         }
+    }
+
+    /// The same identity, belonging to the store account `account_id`.
+    pub fn with_account(mut self, account_id: impl Into<String>) -> Self {
+        self.account_id = Some(account_id.into());
+        self
     }
 }

@@ -38,13 +38,14 @@ fn bench(c: &mut Criterion) {
         let store = onlineca_store::open(&url).await.unwrap();
         let now = OffsetDateTime::now_utc();
         store
-            .add_user(&User {
-                username: "alice".into(),
-                password_hash: onlineca_core::password::hash("correct horse").unwrap(),
-                disabled: false,
-                created_at: now,
-                updated_at: now,
-            })
+            .add_user(
+                &User::new(
+                    "alice",
+                    onlineca_core::password::hash("correct horse").unwrap(),
+                    now,
+                )
+                .unwrap(),
+            )
             .await
             .unwrap();
         store
@@ -62,23 +63,35 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("cold", |b| {
         b.to_async(&rt).iter(|| async {
-            cold.check(store.as_ref(), creds("alice", "correct horse"))
-                .await
-                .unwrap()
+            cold.check(
+                store.as_ref(),
+                creds("alice", "correct horse"),
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap()
         })
     });
     group.bench_function("unknown_user", |b| {
         b.to_async(&rt).iter(|| async {
-            cold.check(store.as_ref(), creds("nobody", "guess"))
-                .await
-                .unwrap_err()
+            cold.check(
+                store.as_ref(),
+                creds("nobody", "guess"),
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap_err()
         })
     });
     group.sample_size(100);
     group.bench_function("cached", |b| {
         b.to_async(&rt).iter(|| async {
             cached
-                .check(store.as_ref(), creds("alice", "correct horse"))
+                .check(
+                    store.as_ref(),
+                    creds("alice", "correct horse"),
+                    OffsetDateTime::now_utc(),
+                )
                 .await
                 .unwrap()
         })

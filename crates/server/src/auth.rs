@@ -9,6 +9,7 @@ use base64::Engine;
 use onlineca_core::Principal;
 use onlineca_core::subject::validate_username;
 use onlineca_store::{Store, User};
+use time::OffsetDateTime;
 
 use crate::config::AuthSection;
 use crate::credential_cache::CredentialCache;
@@ -73,7 +74,7 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>
 /// Everything a password check uses, built once at start-up.
 #[derive(Debug)]
 pub struct PasswordCheck {
-    /// Failed-password bookkeeping.
+    /// Failed-password bookkeeping, in the store.
     pub lockout: Lockout,
     /// Credentials verified recently.
     pub cache: CredentialCache,
@@ -104,13 +105,12 @@ impl PasswordCheck {
         &self,
         store: &dyn Store,
         creds: BasicCredentials,
+        now: OffsetDateTime,
     ) -> Result<Principal, ApiError> {
         // Keyed like the store's names, ignoring ASCII case: "Bob" and "bob" are one
         // user and share one count.
         let name = creds.username.to_ascii_lowercase();
-        self.lockout
-            .check(&name, Instant::now())
-            .map_err(ApiError::LockedOut)?;
+        let recorded = self.lockout.check(store, &name, now).await?;
         // A name the subject could never carry cannot be in the store: skip the
         // lookup, but not the hashing time. The row is read on every request, so a
         // changed password, a disabled or removed account counts at once, whichever
@@ -125,36 +125,37 @@ impl PasswordCheck {
                 .cache
                 .hit(&name, &creds.password, &u.password_hash, Instant::now())
         {
-            self.lockout.succeed(&name);
+            if recorded.is_some() {
+                store.clear_login_failures(&name).await?;
+            }
             return accept(u);
         }
         let _turn = self.gates.enter(&name).await;
         // Counted as a failure now, before the slow hash: see `Lockout::attempt`.
-        let attempt = self
-            .lockout
-            .attempt(&name, Instant::now())
-            .map_err(ApiError::LockedOut)?;
+        let attempt = self.lockout.attempt(store, &name, now).await?;
         // The check this one waited for may have verified the same credentials.
         if let Some(u) = &user
             && self
                 .cache
                 .hit(&name, &creds.password, &u.password_hash, Instant::now())
         {
-            attempt.succeeded();
+            attempt.succeeded().await?;
             return accept(u);
         }
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = self
-            .pool
-            .verify(creds.password.clone(), stored)
-            .await
-            .map_err(|e| match e {
-                PoolError::Busy => ApiError::Busy,
-                PoolError::Stopped => ApiError::Internal(e.to_string()),
-            })?;
+        let ok = match self.pool.verify(creds.password.clone(), stored).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                attempt.abandoned().await;
+                return Err(match e {
+                    PoolError::Busy => ApiError::Busy,
+                    PoolError::Stopped => ApiError::Internal(e.to_string()),
+                });
+            }
+        };
         match &user {
             Some(u) if ok => {
-                attempt.succeeded();
+                attempt.succeeded().await?;
                 self.cache
                     .insert(&name, &creds.password, &u.password_hash, Instant::now());
                 accept(u)
@@ -172,7 +173,7 @@ fn accept(u: &User) -> Result<Principal, ApiError> {
     if u.disabled {
         Err(ApiError::UserDisabled)
     } else {
-        Ok(Principal::password(u.username.clone()))
+        Ok(Principal::password(u.username.clone()).with_account(u.account_id.clone()))
     }
 }
 
@@ -199,6 +200,10 @@ mod tests {
         );
     }
 
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
     fn creds(user: &str, pw: &str) -> BasicCredentials {
         BasicCredentials {
             username: user.into(),
@@ -213,13 +218,9 @@ mod tests {
         let store = onlineca_store::open(&url).await.unwrap();
         let t = time::OffsetDateTime::now_utc();
         store
-            .add_user(&User {
-                username: "Alice".into(),
-                password_hash: onlineca_core::password::hash("right").unwrap(),
-                disabled: false,
-                created_at: t,
-                updated_at: t,
-            })
+            .add_user(
+                &User::new("Alice", onlineca_core::password::hash("right").unwrap(), t).unwrap(),
+            )
             .await
             .unwrap();
         let auth = AuthSection {
@@ -229,25 +230,34 @@ mod tests {
         let check = PasswordCheck::new(&auth).unwrap();
         let store = store.as_ref();
 
-        let p = check.check(store, creds("alice", "right")).await.unwrap();
+        let p = check
+            .check(store, creds("alice", "right"), now())
+            .await
+            .unwrap();
         assert_eq!(p.username, "Alice", "the stored spelling");
         assert_eq!(check.verifications(), 1);
         for user in ["alice", "ALICE"] {
-            check.check(store, creds(user, "right")).await.unwrap();
+            check
+                .check(store, creds(user, "right"), now())
+                .await
+                .unwrap();
         }
         assert_eq!(check.verifications(), 1, "repeat credentials hit the cache");
         assert_eq!(check.cache.len(), 1);
 
         // Unknown users and wrong passwords: a full check each, never cached.
         for _ in 0..2 {
-            let e = check.check(store, creds("ghost", "x")).await.unwrap_err();
+            let e = check
+                .check(store, creds("ghost", "x"), now())
+                .await
+                .unwrap_err();
             assert!(matches!(e, ApiError::BadCredentials), "{e}");
         }
         assert_eq!(check.verifications(), 3);
         assert_eq!(check.cache.len(), 1);
         for _ in 0..3 {
             let e = check
-                .check(store, creds("alice", "wrong"))
+                .check(store, creds("alice", "wrong"), now())
                 .await
                 .unwrap_err();
             assert!(matches!(e, ApiError::BadCredentials), "{e}");
@@ -255,7 +265,7 @@ mod tests {
         assert_eq!(check.verifications(), 6);
         // Three wrong ones lock the name, cached password or not.
         let e = check
-            .check(store, creds("alice", "right"))
+            .check(store, creds("alice", "right"), now())
             .await
             .unwrap_err();
         assert!(matches!(e, ApiError::LockedOut(_)), "{e}");
@@ -267,7 +277,9 @@ mod tests {
         })
         .unwrap();
         for _ in 0..2 {
-            off.check(store, creds("alice", "right")).await.unwrap();
+            off.check(store, creds("alice", "right"), now())
+                .await
+                .unwrap();
         }
         assert_eq!(off.verifications(), 2);
         assert!(off.cache.is_empty());

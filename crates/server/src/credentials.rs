@@ -87,7 +87,7 @@ pub async fn authenticate(
     let basic = auth::basic_credentials(headers).map_err(|e| refuse(None, e))?;
     let Some(leaf) = client_certs.first() else {
         return match basic {
-            Some(creds) => password(state, creds, raw).await,
+            Some(creds) => password(state, creds, raw, now).await,
             None => {
                 // Only to tell a retriever without its certificate from an anonymous
                 // request; an unreadable body is then just an anonymous request.
@@ -107,7 +107,7 @@ pub async fn authenticate(
     let ours = client.renewal.claims_ours(leaf);
     if ours {
         if let Some(creds) = basic {
-            return password(state, creds, raw).await;
+            return password(state, creds, raw, now).await;
         }
         let body = body::parse(raw).await.map_err(|e| refuse(None, e))?;
         let (principal, original_lifetime) = client
@@ -148,7 +148,7 @@ pub async fn authenticate(
             username: creds.username.clone(),
             password: creds.password.clone(),
         };
-        return match password(state, creds, raw).await {
+        return match password(state, creds, raw, now).await {
             Err(r) if matches!(r.error, ApiError::BadCredentials) => Err(Refusal {
                 error: why.unwrap_or(r.error),
                 user: r.user,
@@ -212,8 +212,12 @@ pub async fn authenticate(
             )),
         ));
     }
+    let mut principal = Principal::retriever(user, subject);
+    if let Some(u) = known {
+        principal = principal.with_account(u.account_id);
+    }
     Ok(Authenticated {
-        principal: Principal::retriever(user, subject),
+        principal,
         lifetime_cap,
         body,
     })
@@ -245,6 +249,7 @@ async fn password(
     state: &AppState,
     creds: auth::BasicCredentials,
     raw: RawBody,
+    now: OffsetDateTime,
 ) -> Result<Authenticated, Refusal> {
     let user = creds.username.clone();
     if !state.config.auth.password {
@@ -252,7 +257,7 @@ async fn password(
     }
     let principal = state
         .passwords
-        .check(state.store.as_ref(), creds)
+        .check(state.store.as_ref(), creds, now)
         .await
         .map_err(|e| refuse(Some(&user), e))?;
     let body = body::parse(raw).await.map_err(|e| refuse(Some(&user), e))?;

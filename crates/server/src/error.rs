@@ -64,6 +64,10 @@ pub enum ApiError {
     /// The request body or its CSR is malformed (the seed's 405 for request-format errors).
     #[error("{0}")]
     BadRequest(String),
+    /// The CSR's public key was reported compromised (a certificate for it was
+    /// revoked with reason keyCompromise): no certificate will certify it again.
+    #[error("the public key of this request was reported compromised; generate a new key pair")]
+    KeyCompromised,
     /// The body is bigger than the configured limit.
     #[error("request body exceeds the limit of {0} bytes")]
     BodyTooLarge(usize),
@@ -120,6 +124,7 @@ impl ApiError {
             | ApiError::RenewalRefused(_) => StatusCode::UNAUTHORIZED,
             ApiError::LockedOut(_) | ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadRequest(_)
+            | ApiError::KeyCompromised
             | ApiError::BodyTooLarge(_)
             | ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -186,6 +191,11 @@ impl From<onlineca_store::StoreError> for ApiError {
             // database is as unavailable as one that does not answer.
             onlineca_store::StoreError::Unavailable(m) | onlineca_store::StoreError::Config(m) => {
                 ApiError::StoreUnavailable(m)
+            }
+            onlineca_store::StoreError::KeyCompromised => ApiError::KeyCompromised,
+            // Revoked between the renewal's checks and its record.
+            onlineca_store::StoreError::ParentRevoked(_) => {
+                ApiError::RenewalRefused("the certificate is revoked")
             }
             other => ApiError::Internal(other.to_string()),
         }

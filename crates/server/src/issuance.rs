@@ -61,6 +61,8 @@ pub async fn issue(state: &AppState, req: IssueRequest) -> Result<Issued, ApiErr
             der: issued.der.clone(),
             revoked_at: None,
             revocation_reason: None,
+            account_id: req.principal.account_id.clone(),
+            parent_serial: req.principal.renews.clone(),
         };
         match state.store.record_issued(&record).await {
             Ok(()) => return Ok(issued),

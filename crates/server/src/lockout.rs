@@ -1,126 +1,117 @@
-//! Failed-password bookkeeping per username: after `max_failures` wrong passwords a
-//! name is refused for a while. Kept for existing and unknown names alike, so that a
+//! Failed-password bookkeeping per username, kept in the store: every instance
+//! sharing it counts the same failures, so N instances behind a load balancer give
+//! an attacker no more guesses than one. After `max_failures` wrong passwords a name
+//! is refused for a while. Kept for existing and unknown names alike, so that a
 //! lockout reveals nothing about which names exist.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Failed-password bookkeeping, per username (existing or not, so that a lockout
-/// reveals nothing about which names exist).
+use onlineca_store::{LockoutPolicy, LoginAttempt, LoginFailures, Store};
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+
+/// The lockout policy, applied through the store.
 #[derive(Debug)]
 pub struct Lockout {
-    max_failures: u32,
-    period: Duration,
-    entries: Mutex<HashMap<String, Failures>>,
+    policy: LockoutPolicy,
+    /// Attempts counted by this process, to sweep old records now and then.
+    counted: AtomicU64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    last: Instant,
-}
-
-/// Entries kept before stale ones are swept, bounding memory under a spray attack.
-const SWEEP_AT: usize = 10_000;
+/// Counted attempts between two sweeps of failures too old to count, bounding the
+/// table under a spray of made-up names (whose rate the password workers bound).
+const SWEEP_EVERY: u64 = 1024;
 
 impl Lockout {
     /// After `max_failures` failures, a username is refused for `period` after its
     /// last failure.
-    pub fn new(max_failures: u32, period: Duration) -> Self {
+    pub fn new(max_failures: u32, period: std::time::Duration) -> Self {
         Lockout {
-            max_failures,
-            period,
-            entries: Mutex::new(HashMap::new()),
+            policy: LockoutPolicy {
+                max_failures,
+                period: time::Duration::try_from(period).unwrap_or(time::Duration::MAX),
+            },
+            counted: AtomicU64::new(0),
         }
     }
 
-    /// Starts a password check for `username`: refused if it is locked out, else the
+    /// The policy, for listing who is locked.
+    pub fn policy(&self) -> &LockoutPolicy {
+        &self.policy
+    }
+
+    /// Refuses `name` (lower case) if it is locked out at `now`, without counting
+    /// an attempt: a cheap refusal before any other work. Otherwise returns the
+    /// failures recorded, if any (a success must clear them).
+    pub async fn check(
+        &self,
+        store: &dyn Store,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<LoginFailures>, ApiError> {
+        let recorded = store.login_failures(name).await?;
+        if let Some(until) = recorded.and_then(|f| f.locked_until(&self.policy, now)) {
+            return Err(locked(until, now));
+        }
+        Ok(recorded)
+    }
+
+    /// Starts a password check for `name`: refused if it is locked out, else the
     /// attempt counts as a failure *now*, before the slow hash, so that concurrent
-    /// guesses cannot all pass the check before any of them is recorded. The
-    /// returned guard settles it: [`Attempt::succeeded`] forgets the failures; a
-    /// guard dropped unsettled (the check could not be made) takes the count back.
-    pub fn attempt<'a>(&'a self, username: &str, now: Instant) -> Result<Attempt<'a>, Duration> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = entries.get(username) {
-            let until = f.last + self.period;
-            if f.count >= self.max_failures && until > now {
-                return Err(until - now);
+    /// guesses (at any instance) cannot all pass the check before any of them is
+    /// recorded. The returned [`Attempt`] settles it. An attempt abandoned midway
+    /// (the client went away during the hash) stays counted.
+    pub async fn attempt<'a>(
+        &self,
+        store: &'a dyn Store,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<Attempt<'a>, ApiError> {
+        if let LoginAttempt::Locked(until) =
+            store.count_login_attempt(name, now, &self.policy).await?
+        {
+            return Err(locked(until, now));
+        }
+        if self.counted.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            // Failures older than the period count for nothing: forget them.
+            if let Err(e) = store.sweep_login_failures(now - self.policy.period).await {
+                tracing::warn!(error = %e, "could not sweep old failed-password records");
             }
         }
-        if entries.len() >= SWEEP_AT {
-            let period = self.period;
-            entries.retain(|_, f| f.last + period > now);
-        }
-        let e = entries.entry(username.to_string()).or_insert(Failures {
-            count: 0,
-            last: now,
-        });
-        // Failures older than the period no longer count.
-        if e.last + self.period <= now {
-            e.count = 0;
-        }
-        e.count += 1;
-        e.last = now;
         Ok(Attempt {
-            lockout: self,
-            username: username.to_string(),
-            settled: false,
+            store,
+            name: name.to_string(),
         })
-    }
-
-    /// Whether `username` is locked out at `now` (and for how much longer), without
-    /// counting an attempt: a cheap refusal before any other work.
-    pub fn check(&self, username: &str, now: Instant) -> Result<(), Duration> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match entries.get(username) {
-            Some(f) if f.count >= self.max_failures && f.last + self.period > now => {
-                Err(f.last + self.period - now)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Forgets the failures of a user who just logged in.
-    pub fn succeed(&self, username: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.remove(username);
     }
 }
 
+/// The refusal of a name locked until `until`.
+fn locked(until: OffsetDateTime, now: OffsetDateTime) -> ApiError {
+    ApiError::LockedOut((until - now).try_into().unwrap_or_default())
+}
+
 /// A password check in progress, counted as a failure until it succeeds.
+#[must_use = "settle the attempt: succeeded, failed or abandoned"]
 pub struct Attempt<'a> {
-    lockout: &'a Lockout,
-    username: String,
-    settled: bool,
+    store: &'a dyn Store,
+    name: String,
 }
 
 impl Attempt<'_> {
     /// The password was right: the username's failures are forgotten.
-    pub fn succeeded(mut self) {
-        self.settled = true;
-        self.lockout.succeed(&self.username);
+    pub async fn succeeded(self) -> Result<(), ApiError> {
+        self.store.clear_login_failures(&self.name).await?;
+        Ok(())
     }
 
     /// The password was wrong: the failure counted at the start stands.
-    pub fn failed(mut self) {
-        self.settled = true;
-    }
-}
+    pub fn failed(self) {}
 
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        // No verdict (the store or the hashing task failed): not the user's failure.
-        let mut entries = self
-            .lockout
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = entries.get_mut(&self.username) {
-            f.count = f.count.saturating_sub(1);
+    /// No verdict (no worker could take the check): not the user's failure.
+    pub async fn abandoned(self) {
+        if let Err(e) = self.store.forgive_login_attempt(&self.name).await {
+            tracing::warn!(error = %e, "could not take back an unjudged password attempt");
         }
     }
 }
@@ -129,42 +120,85 @@ impl Drop for Attempt<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn concurrent_attempts_are_counted_before_the_verdict() {
-        let l = Lockout::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
+    fn at(s: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).unwrap()
+    }
+
+    async fn store() -> std::sync::Arc<dyn Store> {
+        onlineca_store::open("sqlite::memory:").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn concurrent_attempts_are_counted_before_the_verdict() {
+        let s = store().await;
+        let s = s.as_ref();
+        let l = Lockout::new(3, std::time::Duration::from_secs(60));
         // Three checks in flight at once: the fourth is refused before any verdict.
-        let a = l.attempt("eve", t0).unwrap();
-        let b = l.attempt("eve", t0).unwrap();
-        let c = l.attempt("eve", t0).unwrap();
-        assert!(l.attempt("eve", t0).is_err());
+        let a = l.attempt(s, "eve", at(0)).await.unwrap();
+        let b = l.attempt(s, "eve", at(0)).await.unwrap();
+        let c = l.attempt(s, "eve", at(0)).await.unwrap();
+        assert!(l.attempt(s, "eve", at(0)).await.is_err());
+        assert!(l.check(s, "eve", at(0)).await.is_err());
         // A check that ended without a verdict gives its count back.
-        drop(c);
-        let c = l.attempt("eve", t0).unwrap();
+        c.abandoned().await;
+        let c = l.attempt(s, "eve", at(0)).await.unwrap();
         a.failed();
         b.failed();
         // A success forgets everything.
-        c.succeeded();
-        assert!(l.attempt("eve", t0).is_ok());
+        c.succeeded().await.unwrap();
+        assert_eq!(l.check(s, "eve", at(0)).await.unwrap(), None);
     }
 
-    #[test]
-    fn lockout_after_max_failures_then_expires() {
-        let l = Lockout::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
+    #[tokio::test]
+    async fn lockout_after_max_failures_then_expires() {
+        let s = store().await;
+        let s = s.as_ref();
+        let l = Lockout::new(3, std::time::Duration::from_secs(60));
         for _ in 0..3 {
-            l.attempt("bob", t0).unwrap().failed();
+            l.attempt(s, "bob", at(0)).await.unwrap().failed();
         }
-        let wait = l.attempt("bob", t0).err().unwrap();
-        assert_eq!(wait, Duration::from_secs(60));
+        let Err(ApiError::LockedOut(wait)) = l.attempt(s, "bob", at(10)).await else {
+            panic!("not locked")
+        };
+        assert_eq!(wait, std::time::Duration::from_secs(50));
         assert!(
-            l.attempt("alice", t0).is_ok(),
+            l.attempt(s, "alice", at(10)).await.is_ok(),
             "other names are not affected"
         );
-        // After the period, bob may try again; a success forgets his failures.
-        l.attempt("bob", t0 + Duration::from_secs(61))
+        // After the period, bob may try again, from a count of one.
+        let a = l.attempt(s, "bob", at(61)).await.unwrap();
+        a.failed();
+        let f = l.check(s, "bob", at(61)).await.unwrap().unwrap();
+        assert_eq!((f.failures, f.last), (1, at(61)));
+        // Old records are swept, so that made-up names do not pile up.
+        assert_eq!(s.sweep_login_failures(at(61)).await.unwrap(), 1, "alice");
+    }
+
+    #[tokio::test]
+    async fn two_instances_share_one_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("l.db").display());
+        let one = onlineca_store::open(&url).await.unwrap();
+        let two = onlineca_store::open(&url).await.unwrap();
+        let (l1, l2) = (
+            Lockout::new(3, std::time::Duration::from_secs(60)),
+            Lockout::new(3, std::time::Duration::from_secs(60)),
+        );
+        l1.attempt(one.as_ref(), "eve", at(0))
+            .await
             .unwrap()
-            .succeeded();
-        assert!(l.attempt("bob", t0).is_ok());
+            .failed();
+        l2.attempt(two.as_ref(), "eve", at(1))
+            .await
+            .unwrap()
+            .failed();
+        l1.attempt(one.as_ref(), "eve", at(2))
+            .await
+            .unwrap()
+            .failed();
+        assert!(l2.attempt(two.as_ref(), "eve", at(3)).await.is_err());
+        // The operator's unlock, from anywhere.
+        assert!(one.clear_login_failures("eve").await.unwrap());
+        assert!(l2.attempt(two.as_ref(), "eve", at(3)).await.is_ok());
     }
 }

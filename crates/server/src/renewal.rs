@@ -1,6 +1,9 @@
 //! Renewal by mutual TLS: a client presenting a currently valid certificate of this
-//! CA, recorded by it and not revoked, for a user who still exists and is not
-//! disabled, gets a new certificate for the same user without a password.
+//! CA, recorded by it and not revoked, issued to an account that still exists and is
+//! not disabled, gets a new certificate for the same account without a password.
+//! The account is the one the certificate was issued to, not whoever holds its name
+//! now; the new certificate records the one it renews, so that revoking the old one
+//! revokes the new one too.
 
 use onlineca_core::Principal;
 use onlineca_core::trustroots::canonical_name;
@@ -92,17 +95,25 @@ impl Renewal {
         if record.revoked_at.is_some() {
             return Err(ApiError::RenewalRefused("the certificate is revoked"));
         }
-        match account {
-            None => Err(ApiError::RenewalRefused(
-                "the certificate's user no longer has an account",
-            )),
-            Some(a) if a.disabled => Err(ApiError::UserDisabled),
-            Some(a) => {
+        match (account, record.account_id) {
+            (Some(a), Some(account_id)) => {
+                if a.disabled {
+                    return Err(ApiError::UserDisabled);
+                }
                 let lifetime = (record.not_after - record.issued_at)
                     .try_into()
                     .unwrap_or(std::time::Duration::ZERO);
-                Ok((Principal::renewal(a.username), lifetime))
+                Ok((
+                    Principal::renewal(a.username, account_id, record.serial),
+                    lifetime,
+                ))
             }
+            // Removed (perhaps added again: a new account of the same name is
+            // another person), or issued to no account at all.
+            _ => Err(ApiError::RenewalRefused(
+                "the user it was issued to no longer has an account \
+                 (a new account of the same name is another person)",
+            )),
         }
     }
 }

@@ -47,6 +47,8 @@ fn record(n: u64, issued_at: OffsetDateTime) -> IssuedCert {
         der: vec![0x5a; 600],
         revoked_at: None,
         revocation_reason: None,
+        account_id: Some("0".repeat(32)),
+        parent_serial: None,
     }
 }
 

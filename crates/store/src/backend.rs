@@ -11,24 +11,69 @@ pub(crate) const USER_BY_NAME: &str = concat!(
     " FROM users WHERE lower(username) = lower($1)"
 );
 
-/// A certificate record by serial (`$1`, lower case), then its user's account as
-/// `account, account_disabled` (both NULL without one). Inside the subqueries
-/// `username` is the users table's own column.
+/// A certificate record by serial (`$1`, lower case), then the account it was
+/// issued to as `account, account_disabled` (both NULL when that account is gone,
+/// whoever holds its name now). Inside the subqueries `account_id` is the users
+/// table's own column.
 pub(crate) const CERT_WITH_ACCOUNT: &str = concat!(
     "SELECT ",
     cert_columns!(),
-    ", (SELECT username FROM users WHERE lower(username) = lower(certificates.username)) \
-     AS account, \
-     (SELECT disabled FROM users WHERE lower(username) = lower(certificates.username)) \
+    ", (SELECT username FROM users WHERE account_id = certificates.account_id) AS account, \
+     (SELECT disabled FROM users WHERE account_id = certificates.account_id) \
      AS account_disabled FROM certificates WHERE serial = $1"
 );
 
-/// The INSERT of one certificate record, `$1`..`$13` in `cert_columns!()` order.
+/// The INSERT of one certificate record, `$1`..`$15` in `cert_columns!()` order.
 pub(crate) const INSERT_CERT: &str = concat!(
     "INSERT INTO certificates (",
     cert_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 );
+
+/// Counts a failed-password attempt for `$1` at `$2` (Unix seconds), unless the
+/// name is locked: `$3` the policy's period in seconds, `$4` its failure limit.
+/// Failures older than the period start the count again. No row comes back when
+/// the name is locked (the update's `WHERE` fails), so the check and the count are
+/// one atomic statement on both backends.
+pub(crate) const COUNT_LOGIN_ATTEMPT: &str = "INSERT INTO login_failures \
+     (name, failures, last_failure) VALUES ($1, 1, $2) \
+     ON CONFLICT (name) DO UPDATE SET \
+       failures = CASE WHEN login_failures.last_failure + $3 <= $2 THEN 1 \
+                  ELSE login_failures.failures + 1 END, \
+       last_failure = $2 \
+     WHERE login_failures.failures < $4 OR login_failures.last_failure + $3 <= $2 \
+     RETURNING failures";
+
+/// The failures recorded for the name `$1`.
+pub(crate) const LOGIN_FAILURES: &str =
+    "SELECT failures, last_failure FROM login_failures WHERE name = $1";
+
+/// A row if the key with SPKI hash `$1` was reported compromised; checked in the
+/// transaction of every certificate INSERT.
+pub(crate) const KEY_COMPROMISED: &str = "SELECT 1 AS compromised FROM certificates \
+     WHERE spki_sha256 = $1 AND revocation_reason = 1 LIMIT 1";
+
+/// The revocation time of the certificate `$1` that a renewal renews; checked in the
+/// transaction of the renewal's INSERT.
+pub(crate) const PARENT_STATE: &str = "SELECT revoked_at FROM certificates WHERE serial = $1";
+
+/// Revokes (at `$1`, reason `$2`) every unexpired, unrevoked certificate renewed
+/// from `$3`, directly or through other renewals; when `$4` is true (keyCompromise)
+/// also every certificate for the key with SPKI hash `$5` and their renewals.
+/// `UNION` (not `ALL`) ends the recursion even on a cycle in damaged data.
+pub(crate) const REVOKE_LINEAGE: &str = "WITH RECURSIVE lineage(serial) AS ( \
+         SELECT serial FROM certificates WHERE serial = $3 OR ($4 AND spki_sha256 = $5) \
+         UNION \
+         SELECT c.serial FROM certificates c JOIN lineage l ON c.parent_serial = l.serial \
+     ) \
+     UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
+     WHERE serial IN (SELECT serial FROM lineage) AND revoked_at IS NULL AND not_after > $1";
+
+/// Times [`REVOKE_LINEAGE`] runs at most in one revocation: it runs again while it
+/// finds more, because on PostgreSQL a renewal committed while it ran (its parent
+/// locked `FOR SHARE`) is only seen by the next statement. Two runs suffice; more
+/// only guard against a pathological interleaving.
+pub(crate) const LINEAGE_PASSES: usize = 8;
 
 /// The INSERT of one certificate record, its values bound: `$c` an [`IssuedCert`],
 /// `$serial` its serial in lower case.
@@ -48,6 +93,8 @@ macro_rules! insert_issued_query {
             .bind(&$c.der)
             .bind($c.revoked_at.map($crate::to_secs))
             .bind($c.revocation_reason)
+            .bind(&$c.account_id)
+            .bind(&$c.parent_serial)
     };
 }
 pub(crate) use insert_issued_query;
@@ -62,24 +109,32 @@ pub(crate) fn insert_issued_err(e: sqlx::Error, serial: &str) -> crate::StoreErr
 }
 
 /// Implements [`crate::Store`] for a backend struct with the named pool fields and
-/// inherent `close_pools`, `insert_issued`, `find_user` and
+/// inherent `close_pools`, `insert_issued`, `find_user`, `find_login_failures` and
 /// `find_issued_with_account` methods (the operations of every issuance, which each
-/// backend runs its own fastest way).
+/// backend runs its own fastest way). `begin_write` starts a transaction that
+/// writes; `lock_row` is appended to a SELECT of a row the transaction will update;
+/// `lock_key`, if any, is a statement taking `$1` (an SPKI hash) that waits for
+/// every INSERT in progress for that key (PostgreSQL's advisory lock; SQLite's
+/// write transactions are serial anyway).
 macro_rules! impl_store {
-    ($store:ty, reads = $reads:ident, writes = $writes:ident, users_order = $users_order:literal) => {
+    ($store:ty, reads = $reads:ident, writes = $writes:ident, users_order = $users_order:literal,
+     users_order_name = $users_order_name:literal,
+     begin_write = $begin_write:literal, lock_row = $lock_row:literal,
+     lock_key = $lock_key:expr) => {
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             async fn add_user(&self, u: &User) -> Result<()> {
                 sqlx::query(concat!(
                     "INSERT INTO users (",
                     user_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6)"
                 ))
                 .bind(&u.username)
                 .bind(&u.password_hash)
                 .bind(u.disabled)
                 .bind(to_secs(u.created_at))
                 .bind(to_secs(u.updated_at))
+                .bind(&u.account_id)
                 .execute(&self.$writes)
                 .await
                 .map_err(|e| {
@@ -217,28 +272,86 @@ macro_rules! impl_store {
                 reason: i32,
             ) -> Result<RevokeOutcome> {
                 let serial = serial.to_ascii_lowercase();
-                // One statement, so that two admins revoking at once cannot both "win".
-                let r = sqlx::query(
-                    "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
-                     WHERE serial = $3 AND revoked_at IS NULL",
-                )
-                .bind(to_secs(at))
-                .bind(reason)
-                .bind(&serial)
-                .execute(&self.$writes)
-                .await
-                .map_err(map_err)?;
-                if r.rows_affected() > 0 {
-                    return Ok(RevokeOutcome::Revoked);
+                let compromise = reason == $crate::REASON_KEY_COMPROMISE;
+                // A serial's key never changes: read it before any lock, so that the
+                // key lock is taken before any row lock (renewals take them in that
+                // order too, which rules out a deadlock between the two).
+                let spki: Option<String> =
+                    sqlx::query_scalar("SELECT spki_sha256 FROM certificates WHERE serial = $1")
+                        .bind(&serial)
+                        .fetch_optional(&self.$writes)
+                        .await
+                        .map_err(map_err)?;
+                let Some(spki) = spki else {
+                    return Ok(RevokeOutcome::NotFound);
+                };
+                let mut tx = self.$writes.begin_with($begin_write).await.map_err(map_err)?;
+                if compromise && let Some(lock) = $lock_key {
+                    sqlx::query(lock)
+                        .bind(&spki)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
                 }
-                let row = sqlx::query(
+                let row = sqlx::query(concat!(
                     "SELECT revoked_at, revocation_reason FROM certificates WHERE serial = $1",
-                )
+                    $lock_row
+                ))
                 .bind(&serial)
-                .fetch_optional(&self.$writes)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(map_err)?;
-                already_revoked(row.as_ref().map(revoked_row).transpose()?)
+                let current = row.as_ref().map(revoked_row).transpose()?;
+                match &current {
+                    Some(c) if c.revoked_at.is_none() => {
+                        sqlx::query(
+                            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
+                             WHERE serial = $3",
+                        )
+                        .bind(to_secs(at))
+                        .bind(reason)
+                        .bind(&serial)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    }
+                    // Learning later that the key was compromised is news: the key
+                    // is refused from now on and its other certificates go too. The
+                    // revocation time stays the first one.
+                    Some(c) if compromise && c.reason != Some(reason) => {
+                        sqlx::query(
+                            "UPDATE certificates SET revocation_reason = $1 WHERE serial = $2",
+                        )
+                        .bind(reason)
+                        .bind(&serial)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    }
+                    _ => {
+                        tx.rollback().await.map_err(map_err)?;
+                        return already_revoked(current);
+                    }
+                }
+                let mut also = 0;
+                for _ in 0..$crate::backend::LINEAGE_PASSES {
+                    let n = sqlx::query($crate::backend::REVOKE_LINEAGE)
+                        .bind(to_secs(at))
+                        .bind(reason)
+                        .bind(&serial)
+                        .bind(compromise)
+                        .bind(&spki)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?
+                        .rows_affected();
+                    also += n;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(RevokeOutcome::Revoked { also })
             }
 
             async fn revoke_user(
@@ -292,6 +405,81 @@ macro_rules! impl_store {
                     .and_then(|r| r.try_get("value"))
                     .map_err(map_err)?;
                 count(n)
+            }
+
+            async fn count_login_attempt(
+                &self,
+                name: &str,
+                now: OffsetDateTime,
+                policy: &$crate::LockoutPolicy,
+            ) -> Result<$crate::LoginAttempt> {
+                let counted: Option<i64> = sqlx::query_scalar($crate::backend::COUNT_LOGIN_ATTEMPT)
+                    .bind(name)
+                    .bind(to_secs(now))
+                    .bind(policy.period.whole_seconds())
+                    .bind(i64::from(policy.max_failures))
+                    .fetch_optional(&self.$writes)
+                    .await
+                    .map_err(map_err)?;
+                if counted.is_some() {
+                    return Ok($crate::LoginAttempt::Counted);
+                }
+                // Locked: say until when (the row cannot vanish but by a sweep or an
+                // unlock, and then the name is not locked any more).
+                Ok(match self.login_failures(name).await? {
+                    Some(f) => $crate::LoginAttempt::Locked(f.last + policy.period),
+                    None => $crate::LoginAttempt::Locked(now),
+                })
+            }
+
+            async fn forgive_login_attempt(&self, name: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE login_failures SET failures = failures - 1 \
+                     WHERE name = $1 AND failures > 0",
+                )
+                .bind(name)
+                .execute(&self.$writes)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn clear_login_failures(&self, name: &str) -> Result<bool> {
+                let r = sqlx::query("DELETE FROM login_failures WHERE name = $1")
+                    .bind(name)
+                    .execute(&self.$writes)
+                    .await
+                    .map_err(map_err)?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn login_failures(&self, name: &str) -> Result<Option<$crate::LoginFailures>> {
+                self.find_login_failures(name).await
+            }
+
+            async fn list_login_failures(&self) -> Result<Vec<(String, $crate::LoginFailures)>> {
+                sqlx::query(concat!(
+                    "SELECT name, failures, last_failure FROM login_failures ORDER BY ",
+                    $users_order_name
+                ))
+                .fetch_all(&self.$reads)
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(|r| {
+                    let name: String = r.try_get("name").map_err(map_err)?;
+                    Ok((name, $crate::rows::login_failures_from_row(r)?))
+                })
+                .collect()
+            }
+
+            async fn sweep_login_failures(&self, before: OffsetDateTime) -> Result<u64> {
+                let r = sqlx::query("DELETE FROM login_failures WHERE last_failure < $1")
+                    .bind(to_secs(before))
+                    .execute(&self.$writes)
+                    .await
+                    .map_err(map_err)?;
+                Ok(r.rows_affected())
             }
 
             async fn ping(&self) -> Result<()> {

@@ -15,14 +15,15 @@ use time::OffsetDateTime;
 macro_rules! cert_columns {
     () => {
         "serial, username, subject, auth_method, retriever, spki_sha256, not_before, \
-         not_after, issued_at, client_addr, der, revoked_at, revocation_reason"
+         not_after, issued_at, client_addr, der, revoked_at, revocation_reason, \
+         account_id, parent_serial"
     };
 }
 
 /// The user columns, in the order the INSERTs bind them.
 macro_rules! user_columns {
     () => {
-        "username, password_hash, disabled, created_at, updated_at"
+        "username, password_hash, disabled, created_at, updated_at, account_id"
     };
 }
 
@@ -64,6 +65,14 @@ pub enum StoreError {
     /// URL, wrong credentials, missing database, schema newer than this program).
     #[error("store configuration: {0}")]
     Config(String),
+    /// A certificate was not recorded because its public key was reported
+    /// compromised (a certificate for it is revoked with reason keyCompromise).
+    #[error("the public key was reported compromised")]
+    KeyCompromised,
+    /// A renewal was not recorded because the certificate it renews is revoked (or
+    /// unknown) by now.
+    #[error("the certificate being renewed ({0}) is revoked")]
+    ParentRevoked(String),
 }
 
 /// A user account that may obtain certificates with a password.
@@ -79,6 +88,37 @@ pub struct User {
     pub created_at: OffsetDateTime,
     /// When the account was last changed.
     pub updated_at: OffsetDateTime,
+    /// Names this account for its whole life and no other: a user removed and added
+    /// again under the same name is a new account with a new id, so certificates
+    /// issued to the old one cannot renew into the new one. Made by [`User::new`].
+    pub account_id: String,
+}
+
+impl User {
+    /// A new, enabled account with a fresh random [`User::account_id`].
+    pub fn new(
+        username: impl Into<String>,
+        password_hash: impl Into<String>,
+        now: OffsetDateTime,
+    ) -> Result<Self> {
+        Ok(User {
+            username: username.into(),
+            password_hash: password_hash.into(),
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+            account_id: new_account_id()?,
+        })
+    }
+}
+
+/// 128 random bits in lowercase hex: unique without coordination between instances.
+fn new_account_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| {
+        StoreError::Unavailable(format!("no random numbers for an account id: {e}"))
+    })?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 // Hand-written so that password hashes never end up in logs.
@@ -90,11 +130,12 @@ impl std::fmt::Debug for User {
             .field("disabled", &self.disabled)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("account_id", &self.account_id)
             .finish()
     }
 }
 
-/// What renewal needs to know of a user's account.
+/// What renewal needs to know of the account a certificate was issued to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     /// The login name, as stored.
@@ -133,7 +174,17 @@ pub struct IssuedCert {
     pub revoked_at: Option<OffsetDateTime>,
     /// The CRL reason code of the revocation, if any.
     pub revocation_reason: Option<i32>,
+    /// The [`User::account_id`] of the account the certificate was issued to; `None`
+    /// for a user the store has no account for (a retriever may vouch for such users).
+    pub account_id: Option<String>,
+    /// For a renewal, the serial of the certificate presented to renew: revoking that
+    /// certificate revokes this one too.
+    pub parent_serial: Option<String>,
 }
+
+/// The CRL reason code keyCompromise (RFC 5280): revoking a certificate for it
+/// revokes every certificate for the same public key and refuses new ones.
+pub const REASON_KEY_COMPROMISE: i32 = 1;
 
 /// Which issued certificates [`Store::list_issued`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -162,8 +213,13 @@ pub enum StatusFilter {
 /// What [`Store::revoke`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevokeOutcome {
-    /// The certificate is now revoked.
-    Revoked,
+    /// The certificate is now revoked (or, already revoked, its reason is now
+    /// keyCompromise).
+    Revoked {
+        /// Other certificates revoked with it: its renewals and their renewals, and
+        /// for keyCompromise every certificate for the same key and their renewals.
+        also: u64,
+    },
     /// It was already revoked; nothing changed.
     AlreadyRevoked {
         /// When it was revoked.
@@ -197,6 +253,47 @@ pub struct RevocationMark {
     pub latest: Option<i64>,
 }
 
+/// When failed passwords lock a username out: after `max_failures` failures, each
+/// within `period` of the one before, until `period` after the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Failures that lock the name.
+    pub max_failures: u32,
+    /// How long failures are remembered, and the lockout lasts.
+    pub period: time::Duration,
+}
+
+/// The failed passwords recorded for one username (lower case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    /// Failures counted, each within the policy's period of the one before.
+    pub failures: u32,
+    /// When the last one was counted.
+    pub last: OffsetDateTime,
+}
+
+impl LoginFailures {
+    /// When the lockout these failures cause ends, if the name is locked at `now`.
+    pub fn locked_until(
+        &self,
+        policy: &LockoutPolicy,
+        now: OffsetDateTime,
+    ) -> Option<OffsetDateTime> {
+        let until = self.last + policy.period;
+        (self.failures >= policy.max_failures && until > now).then_some(until)
+    }
+}
+
+/// What [`Store::count_login_attempt`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// The attempt is counted as a failure until [`Store::clear_login_failures`]
+    /// or [`Store::forgive_login_attempt`] says otherwise.
+    Counted,
+    /// The name is locked out until this time; nothing was counted.
+    Locked(OffsetDateTime),
+}
+
 /// Storage of users and issued certificates.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -217,13 +314,18 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self) -> Result<Vec<User>>;
     /// Records an issued certificate. When this returns `Ok` the record is durable
     /// (committed and synced), so the certificate may be handed out.
-    /// [`StoreError::DuplicateSerial`] if the serial is already recorded.
+    /// [`StoreError::DuplicateSerial`] if the serial is already recorded,
+    /// [`StoreError::KeyCompromised`] if its key was reported compromised, and
+    /// [`StoreError::ParentRevoked`] if it renews a certificate revoked meanwhile:
+    /// both checked in the same transaction as the insert, so a revocation and a
+    /// renewal racing each other cannot leave a live descendant.
     async fn record_issued(&self, c: &IssuedCert) -> Result<()>;
     /// Looks a certificate record up by serial (hex, any case).
     async fn get_issued(&self, serial: &str) -> Result<Option<IssuedCert>>;
-    /// A certificate record with the state of its user's account now (looked up by
-    /// name, ignoring case; `None` when there is no such account): what renewal
-    /// decides on. The built-in backends answer in one query.
+    /// A certificate record with the state of the account it was issued to (by
+    /// [`IssuedCert::account_id`]; `None` when that account no longer exists, even if
+    /// another has its name now): what renewal decides on. The built-in backends
+    /// answer in one query.
     async fn get_issued_with_account(
         &self,
         serial: &str,
@@ -231,10 +333,17 @@ pub trait Store: Send + Sync + 'static {
         let Some(cert) = self.get_issued(serial).await? else {
             return Ok(None);
         };
-        let account = self.get_user(&cert.username).await?.map(|u| Account {
-            username: u.username,
-            disabled: u.disabled,
-        });
+        let account = match &cert.account_id {
+            Some(id) => self
+                .get_user(&cert.username)
+                .await?
+                .filter(|u| &u.account_id == id)
+                .map(|u| Account {
+                    username: u.username,
+                    disabled: u.disabled,
+                }),
+            None => None,
+        };
         Ok(Some((cert, account)))
     }
     /// Certificate records matching `filter`, newest first (by issue time, then
@@ -243,7 +352,11 @@ pub trait Store: Send + Sync + 'static {
     /// How many certificates are recorded.
     async fn count_issued(&self) -> Result<u64>;
     /// Revokes one certificate (serial in hex, any case) at `at` with a CRL reason
-    /// code. Revoking a revoked certificate changes nothing and says so.
+    /// code, and with it every unexpired certificate renewed from it (transitively).
+    /// With [`REASON_KEY_COMPROMISE`] it also revokes every unexpired certificate for
+    /// the same public key and their renewals, and the key is refused from then on.
+    /// Revoking a revoked certificate changes nothing and says so, except that a
+    /// revocation for keyCompromise upgrades an earlier reason (and reaches the key).
     async fn revoke(&self, serial: &str, at: OffsetDateTime, reason: i32) -> Result<RevokeOutcome>;
     /// Revokes every certificate of `username` that is neither revoked nor expired at
     /// `at`; returns how many were revoked.
@@ -256,6 +369,29 @@ pub trait Store: Send + Sync + 'static {
     /// Takes the next CRL number: 1, 2, 3, ..., each handed out once, across every
     /// process sharing the database.
     async fn next_crl_number(&self) -> Result<u64>;
+    /// Counts a password attempt for `name` (lower case) at `now` as a failure
+    /// *before* its verdict, so that attempts in flight at several instances cannot
+    /// all pass the check before any is recorded; refused without counting when the
+    /// name is locked out. One atomic statement: every instance sharing the database
+    /// shares the count.
+    async fn count_login_attempt(
+        &self,
+        name: &str,
+        now: OffsetDateTime,
+        policy: &LockoutPolicy,
+    ) -> Result<LoginAttempt>;
+    /// Takes back one attempt of `name` that ended without a verdict.
+    async fn forgive_login_attempt(&self, name: &str) -> Result<()>;
+    /// Forgets the failures of `name` (a right password, or the operator's unlock);
+    /// whether there were any.
+    async fn clear_login_failures(&self, name: &str) -> Result<bool>;
+    /// The failures recorded for `name`, if any.
+    async fn login_failures(&self, name: &str) -> Result<Option<LoginFailures>>;
+    /// Every name with failures recorded, by name.
+    async fn list_login_failures(&self) -> Result<Vec<(String, LoginFailures)>>;
+    /// Forgets failures last counted before `before` (they no longer count); returns
+    /// how many names were forgotten. Bounds the table under a spray of names.
+    async fn sweep_login_failures(&self, before: OffsetDateTime) -> Result<u64>;
     /// Checks that the database answers; for health checks.
     async fn ping(&self) -> Result<()>;
     /// The schema version the database is at.
@@ -531,14 +667,11 @@ mod tests {
 
     #[test]
     fn user_debug_hides_hash() {
-        let u = User {
-            username: "alice".into(),
-            password_hash: "$argon2id$secret".into(),
-            disabled: false,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-        };
+        let u = User::new("alice", "$argon2id$secret", OffsetDateTime::UNIX_EPOCH).unwrap();
         assert!(!format!("{u:?}").contains("secret"));
+        assert_eq!(u.account_id.len(), 32);
+        let v = User::new("alice", "x", OffsetDateTime::UNIX_EPOCH).unwrap();
+        assert_ne!(u.account_id, v.account_id, "every account its own id");
     }
 
     #[test]

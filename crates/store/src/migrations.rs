@@ -9,7 +9,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 use crate::{Result, StoreError, map_err};
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// One step of the schema.
 pub(crate) struct Migration {
@@ -60,7 +60,53 @@ pub(crate) const SQLITE: &[Migration] = &[
     CRL_NUMBER,
     USERNAMES_IGNORE_CASE,
     CERTIFICATES_BY_LOWER_USERNAME,
+    Migration {
+        version: 5,
+        description: ACCOUNTS_AND_LINEAGE_DESCRIPTION,
+        statements: &[
+            "ALTER TABLE users ADD COLUMN account_id TEXT",
+            "UPDATE users SET account_id = lower(hex(randomblob(16)))",
+            ACCOUNT_ID_UNIQUE,
+            CERT_ACCOUNT_ID,
+            CERT_PARENT_SERIAL,
+            BIND_EXISTING_CERTIFICATES,
+            CERTS_BY_KEY,
+            CERTS_BY_PARENT,
+        ],
+    },
+    LOGIN_FAILURES,
 ];
+
+/// Migration 6, the same text on both backends: failed passwords per username (in
+/// lower case), in the store so that every instance sharing it gives an attacker
+/// the same few guesses, not a few per instance.
+const LOGIN_FAILURES: Migration = Migration {
+    version: 6,
+    description: "failed passwords shared by every instance",
+    statements: &[
+        "CREATE TABLE login_failures (
+            name         TEXT   NOT NULL PRIMARY KEY,
+            failures     BIGINT NOT NULL,
+            last_failure BIGINT NOT NULL
+        )",
+        "CREATE INDEX login_failures_last ON login_failures (last_failure)",
+    ],
+};
+
+/// Migration 5: accounts get an id of their own, and certificates record the
+/// account they were issued to and the certificate they renew, so that renewal
+/// follows the account rather than the name, and revocation reaches renewals and
+/// (for keyCompromise) every certificate for the same key. Certificates recorded
+/// before are bound to the account that holds their name when the migration runs.
+const ACCOUNTS_AND_LINEAGE_DESCRIPTION: &str = "account ids, renewal lineage, certificates by key";
+const ACCOUNT_ID_UNIQUE: &str = "CREATE UNIQUE INDEX users_account_id ON users (account_id)";
+const CERT_ACCOUNT_ID: &str = "ALTER TABLE certificates ADD COLUMN account_id TEXT";
+const CERT_PARENT_SERIAL: &str = "ALTER TABLE certificates ADD COLUMN parent_serial TEXT";
+const BIND_EXISTING_CERTIFICATES: &str = "UPDATE certificates SET account_id = \
+     (SELECT u.account_id FROM users u WHERE lower(u.username) = lower(certificates.username))";
+const CERTS_BY_KEY: &str = "CREATE INDEX certificates_spki_sha256 ON certificates (spki_sha256)";
+const CERTS_BY_PARENT: &str =
+    "CREATE INDEX certificates_parent_serial ON certificates (parent_serial)";
 
 /// Migration 3, the same text on both backends: usernames are unique regardless of
 /// ASCII case (relying parties compare subjects that way), and looked up by
@@ -136,6 +182,22 @@ pub(crate) const POSTGRES: &[Migration] = &[
     CRL_NUMBER,
     USERNAMES_IGNORE_CASE,
     CERTIFICATES_BY_LOWER_USERNAME,
+    Migration {
+        version: 5,
+        description: ACCOUNTS_AND_LINEAGE_DESCRIPTION,
+        statements: &[
+            "ALTER TABLE users ADD COLUMN account_id TEXT",
+            // Unique, not secret: md5 of a random value works on every supported version.
+            "UPDATE users SET account_id = md5(random()::text || clock_timestamp()::text || username)",
+            ACCOUNT_ID_UNIQUE,
+            CERT_ACCOUNT_ID,
+            CERT_PARENT_SERIAL,
+            BIND_EXISTING_CERTIFICATES,
+            CERTS_BY_KEY,
+            CERTS_BY_PARENT,
+        ],
+    },
+    LOGIN_FAILURES,
 ];
 
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

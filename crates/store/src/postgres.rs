@@ -59,24 +59,66 @@ fn connect_options(url: &str) -> Result<PgConnectOptions> {
         .options([("synchronous_commit", "on"), ("statement_timeout", "10s")]))
 }
 
+/// Taken by every certificate INSERT for its key (`$1`, the SPKI hash), shared.
+const LOCK_KEY_SHARED: &str = "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))";
+/// Taken by a revocation for keyCompromise, exclusive: it waits for the INSERTs in
+/// progress for that key and holds off new ones until it commits.
+const LOCK_KEY: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
 // The Store methods are shared (backend.rs); PostgreSQL sorts user names bytewise
 // (COLLATE "C"), as SQLite does, whatever the database locale.
 crate::backend::impl_store!(
     PgStore,
     reads = pool,
     writes = pool,
-    users_order = "username COLLATE \"C\""
+    users_order = "username COLLATE \"C\"",
+    users_order_name = "name COLLATE \"C\"",
+    begin_write = "BEGIN",
+    lock_row = " FOR UPDATE",
+    lock_key = Some(LOCK_KEY)
 );
 
 impl PgStore {
     /// Records one certificate in its own transaction (PostgreSQL groups
-    /// concurrent commits itself).
+    /// concurrent commits itself), unless its key was reported compromised or the
+    /// certificate it renews is revoked. A revocation for keyCompromise waits for
+    /// the key lock taken here, and one of the parent waits for the `FOR SHARE`
+    /// lock (or this waits for it and then sees the revocation), so neither can
+    /// miss a certificate being recorded at the same moment.
     async fn insert_issued(&self, c: &IssuedCert) -> Result<()> {
+        use crate::backend::{KEY_COMPROMISED, PARENT_STATE};
         let serial = c.serial.to_ascii_lowercase();
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(LOCK_KEY_SHARED)
+            .bind(&c.spki_sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let compromised = sqlx::query(KEY_COMPROMISED)
+            .bind(&c.spki_sha256)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .is_some();
+        if compromised {
+            return Err(StoreError::KeyCompromised);
+        }
+        if let Some(parent) = &c.parent_serial {
+            let state: Option<Option<i64>> =
+                sqlx::query_scalar(AssertSqlSafe(format!("{PARENT_STATE} FOR SHARE")))
+                    .bind(parent)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            if !matches!(state, Some(None)) {
+                return Err(StoreError::ParentRevoked(parent.clone()));
+            }
+        }
         crate::backend::insert_issued_query!(c, &serial)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| crate::backend::insert_issued_err(e, &serial))?;
+        tx.commit().await.map_err(map_err)?;
         Ok(())
     }
 
@@ -87,6 +129,16 @@ impl PgStore {
             .await
             .map_err(map_err)?
             .map(|r| user_from_row(&r))
+            .transpose()
+    }
+
+    async fn find_login_failures(&self, name: &str) -> Result<Option<crate::LoginFailures>> {
+        sqlx::query(crate::backend::LOGIN_FAILURES)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .map(|r| crate::rows::login_failures_from_row(&r))
             .transpose()
     }
 

@@ -56,6 +56,7 @@ where
         disabled: get(row, "disabled")?,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
+        account_id: get(row, "account_id")?,
     })
 }
 
@@ -83,6 +84,8 @@ where
         der: get(row, "der")?,
         revoked_at: get_opt_time(row, "revoked_at")?,
         revocation_reason: get(row, "revocation_reason")?,
+        account_id: get(row, "account_id")?,
+        parent_serial: get(row, "parent_serial")?,
     })
 }
 
@@ -133,6 +136,21 @@ where
     Ok(RevokedRow {
         revoked_at: get_opt_time(row, "revoked_at")?,
         reason: get(row, "revocation_reason")?,
+    })
+}
+
+/// Builds [`crate::LoginFailures`] from a row with `failures, last_failure`.
+pub(crate) fn login_failures_from_row<'r, R>(row: &'r R) -> Result<crate::LoginFailures>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let failures: i64 = get(row, "failures")?;
+    Ok(crate::LoginFailures {
+        failures: u32::try_from(failures)
+            .map_err(|_| StoreError::Corrupt(format!("column failures: {failures}")))?,
+        last: get_time(row, "last_failure")?,
     })
 }
 

@@ -122,7 +122,13 @@ crate::backend::impl_store!(
     SqliteStore,
     reads = reader,
     writes = writer,
-    users_order = "username"
+    users_order = "username",
+    users_order_name = "name",
+    // IMMEDIATE: the write lock from the start, so that the record read is the
+    // one updated (the writer thread's INSERTs wait for it).
+    begin_write = "BEGIN IMMEDIATE",
+    lock_row = "",
+    lock_key = None::<&'static str>
 );
 
 impl SqliteStore {
@@ -134,6 +140,10 @@ impl SqliteStore {
 
     async fn find_user(&self, username: &str) -> Result<Option<User>> {
         self.hot.get_user(username)
+    }
+
+    async fn find_login_failures(&self, name: &str) -> Result<Option<crate::LoginFailures>> {
+        self.hot.login_failures(name)
     }
 
     async fn find_issued_with_account(

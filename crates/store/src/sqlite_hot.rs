@@ -18,7 +18,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::{CERT_WITH_ACCOUNT, INSERT_CERT, USER_BY_NAME};
+use crate::backend::{
+    CERT_WITH_ACCOUNT, INSERT_CERT, KEY_COMPROMISED, LOGIN_FAILURES, PARENT_STATE, USER_BY_NAME,
+};
 use crate::{Account, IssuedCert, Result, StoreError, User, from_secs, to_secs};
 
 /// How long the writer waits for a lock held by another process (the CLI).
@@ -78,6 +80,25 @@ impl HotPath {
                 .query_row([username], user_from_row)
                 .optional()
         })?
+        .transpose()
+    }
+
+    /// The failed passwords recorded for `name`: read on every password check.
+    pub(crate) fn login_failures(&self, name: &str) -> Result<Option<crate::LoginFailures>> {
+        self.read(|c| {
+            c.prepare_cached(LOGIN_FAILURES)?
+                .query_row([name], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                })
+                .optional()
+        })?
+        .map(|(failures, last)| {
+            Ok(crate::LoginFailures {
+                failures: u32::try_from(failures)
+                    .map_err(|_| StoreError::Corrupt(format!("column failures: {failures}")))?,
+                last: from_secs("last_failure", last)?,
+            })
+        })
         .transpose()
     }
 
@@ -199,9 +220,9 @@ fn write(conn: &Connection, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
-/// Inserts `batch` in one transaction. A clashing serial fails only its own record
-/// (SQLite aborts the statement, not the transaction); any other error fails the
-/// whole batch, which is rolled back, so an outcome of `Ok` always means committed.
+/// Inserts `batch` in one transaction. A clashing serial, a compromised key or a
+/// revoked parent fails only its own record; any other error fails the whole
+/// batch, which is rolled back, so an outcome of `Ok` always means committed.
 fn commit(conn: &Connection, batch: &[Pending]) -> Vec<Result<()>> {
     let all_failed = |e: rusqlite::Error| {
         let e = map_err(e);
@@ -212,30 +233,8 @@ fn commit(conn: &Connection, batch: &[Pending]) -> Vec<Result<()>> {
     }
     let mut outcomes = Vec::with_capacity(batch.len());
     for p in batch {
-        let c = &p.cert;
-        let serial = c.serial.to_ascii_lowercase();
-        let inserted = conn.prepare_cached(INSERT_CERT).and_then(|mut stmt| {
-            stmt.execute(params![
-                serial,
-                c.username,
-                c.subject,
-                c.auth_method,
-                c.retriever,
-                c.spki_sha256,
-                to_secs(c.not_before),
-                to_secs(c.not_after),
-                to_secs(c.issued_at),
-                c.client_addr,
-                c.der,
-                c.revoked_at.map(to_secs),
-                c.revocation_reason,
-            ])
-        });
-        match inserted {
-            Ok(_) => outcomes.push(Ok(())),
-            Err(e) if is_unique_violation(&e) => {
-                outcomes.push(Err(StoreError::DuplicateSerial(serial)));
-            }
+        match insert(conn, &p.cert) {
+            Ok(refused) => outcomes.push(refused),
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
                 return all_failed(e);
@@ -248,6 +247,52 @@ fn commit(conn: &Connection, batch: &[Pending]) -> Vec<Result<()>> {
             let _ = conn.execute_batch("ROLLBACK");
             all_failed(e)
         }
+    }
+}
+
+/// Inserts one record inside the writer's transaction, unless its key was reported
+/// compromised or the certificate it renews is revoked: checked here, where no
+/// revocation can slip in between (SQLite's write transactions are serial). The
+/// outer error fails the batch; the inner one refuses this record alone.
+fn insert(conn: &Connection, c: &IssuedCert) -> rusqlite::Result<Result<()>> {
+    let compromised = conn
+        .prepare_cached(KEY_COMPROMISED)?
+        .exists([&c.spki_sha256])?;
+    if compromised {
+        return Ok(Err(StoreError::KeyCompromised));
+    }
+    if let Some(parent) = &c.parent_serial {
+        let state: Option<Option<i64>> = conn
+            .prepare_cached(PARENT_STATE)?
+            .query_row([parent], |r| r.get(0))
+            .optional()?;
+        if !matches!(state, Some(None)) {
+            return Ok(Err(StoreError::ParentRevoked(parent.clone())));
+        }
+    }
+    let serial = c.serial.to_ascii_lowercase();
+    let inserted = conn.prepare_cached(INSERT_CERT)?.execute(params![
+        serial,
+        c.username,
+        c.subject,
+        c.auth_method,
+        c.retriever,
+        c.spki_sha256,
+        to_secs(c.not_before),
+        to_secs(c.not_after),
+        to_secs(c.issued_at),
+        c.client_addr,
+        c.der,
+        c.revoked_at.map(to_secs),
+        c.revocation_reason,
+        c.account_id,
+        c.parent_serial,
+    ]);
+    match inserted {
+        Ok(_) => Ok(Ok(())),
+        // SQLite aborts the statement, not the transaction: the others stand.
+        Err(e) if is_unique_violation(&e) => Ok(Err(StoreError::DuplicateSerial(serial))),
+        Err(e) => Err(e),
     }
 }
 
@@ -295,6 +340,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<Result<User>> {
             disabled: get(row, 2, "disabled")?,
             created_at: time(row, 3, "created_at")?,
             updated_at: time(row, 4, "updated_at")?,
+            account_id: get(row, 5, "account_id")?,
         })
     })())
 }
@@ -316,17 +362,19 @@ fn cert_from_row(row: &Row<'_>) -> Result<IssuedCert> {
         der: get(row, 10, "der")?,
         revoked_at: revoked_at.map(|s| from_secs("revoked_at", s)).transpose()?,
         revocation_reason: get(row, 12, "revocation_reason")?,
+        account_id: get(row, 13, "account_id")?,
+        parent_serial: get(row, 14, "parent_serial")?,
     })
 }
 
 /// The account columns after the certificate's (both NULL without an account).
 fn account_from_row(row: &Row<'_>) -> Result<Option<Account>> {
-    let Some(username) = get::<Option<String>>(row, 13, "account")? else {
+    let Some(username) = get::<Option<String>>(row, 15, "account")? else {
         return Ok(None);
     };
     Ok(Some(Account {
         username,
-        disabled: get(row, 14, "account_disabled")?,
+        disabled: get(row, 16, "account_disabled")?,
     }))
 }
 

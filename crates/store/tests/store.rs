@@ -134,13 +134,12 @@ fn no_pg(url: &str, why: &str) {
 }
 
 fn user(name: &str) -> User {
-    User {
-        username: name.into(),
-        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt${name}"),
-        disabled: false,
-        created_at: datetime!(2026-01-02 03:04:05 UTC),
-        updated_at: datetime!(2026-01-02 03:04:05 UTC),
-    }
+    User::new(
+        name,
+        format!("$argon2id$v=19$m=19456,t=2,p=1$salt${name}"),
+        datetime!(2026-01-02 03:04:05 UTC),
+    )
+    .unwrap()
 }
 
 fn cert(serial: &str, username: &str, issued_at: OffsetDateTime) -> IssuedCert {
@@ -150,7 +149,8 @@ fn cert(serial: &str, username: &str, issued_at: OffsetDateTime) -> IssuedCert {
         subject: format!("/O=Example/OU=Users/CN={username}"),
         auth_method: "password".into(),
         retriever: None,
-        spki_sha256: "ab".repeat(32),
+        // A key of its own per certificate, unless a test says otherwise.
+        spki_sha256: format!("{:0>64}", serial.to_ascii_lowercase()),
         not_before: issued_at - time::Duration::minutes(5),
         not_after: issued_at + time::Duration::days(1),
         issued_at,
@@ -158,6 +158,25 @@ fn cert(serial: &str, username: &str, issued_at: OffsetDateTime) -> IssuedCert {
         der: vec![0x30, 0x82, 0x00, 0xff, 0x00, 0x01],
         revoked_at: None,
         revocation_reason: None,
+        account_id: None,
+        parent_serial: None,
+    }
+}
+
+/// `cert` issued to `account` as a renewal of `parent`, for the key `spki`.
+fn renewal(
+    serial: &str,
+    parent: &str,
+    spki: &str,
+    account: &User,
+    at: OffsetDateTime,
+) -> IssuedCert {
+    IssuedCert {
+        auth_method: "renewal".into(),
+        spki_sha256: spki.into(),
+        account_id: Some(account.account_id.clone()),
+        parent_serial: Some(parent.into()),
+        ..cert(serial, &account.username, at)
     }
 }
 
@@ -430,14 +449,15 @@ mod suite {
 
     pub async fn reopen_preserves_data(fx: Fixture) {
         let s = fx.open().await;
-        s.add_user(&user("frank")).await.unwrap();
+        let frank = user("frank");
+        s.add_user(&frank).await.unwrap();
         let c = cert("cafe", "frank", datetime!(2026-07-01 00:00 UTC));
         s.record_issued(&c).await.unwrap();
         s.close().await;
         drop(s);
 
         let s = fx.open().await;
-        assert_eq!(s.get_user("frank").await.unwrap(), Some(user("frank")));
+        assert_eq!(s.get_user("frank").await.unwrap(), Some(frank));
         assert_eq!(s.get_issued("cafe").await.unwrap(), Some(c));
         assert_eq!(s.count_issued().await.unwrap(), 1);
     }
@@ -561,13 +581,20 @@ mod suite {
         let s = fx.open().await;
         let t = datetime!(2026-09-01 00:00 UTC);
         assert_eq!(s.get_issued_with_account("0abc").await.unwrap(), None);
-        let c = cert("0ABC", "jo", t);
+        // Issued to no account (a retriever's user the store does not know).
+        s.record_issued(&cert("0DEF", "jo", t)).await.unwrap();
+        let jo = user("JO");
+        let c = IssuedCert {
+            account_id: Some(jo.account_id.clone()),
+            ..cert("0ABC", "jo", t)
+        };
         s.record_issued(&c).await.unwrap();
         let got = s.get_issued_with_account("0abc").await.unwrap().unwrap();
         assert_eq!(got.0, s.get_issued("0abc").await.unwrap().unwrap());
-        assert_eq!(got.1, None, "no account of that name");
-        // The account is found ignoring case and reported as stored.
-        s.add_user(&user("JO")).await.unwrap();
+        assert_eq!(got.0.account_id, c.account_id);
+        assert_eq!(got.1, None, "the account does not exist yet");
+        // The account it was issued to, reported under its stored name.
+        s.add_user(&jo).await.unwrap();
         let account = |disabled| {
             Some(onlineca_store::Account {
                 username: "JO".into(),
@@ -579,9 +606,212 @@ mod suite {
         s.set_disabled("jo", true, t).await.unwrap();
         let got = s.get_issued_with_account("0abc").await.unwrap().unwrap();
         assert_eq!(got.1, account(true));
+        // A certificate issued to no account never gains one.
+        let got = s.get_issued_with_account("0def").await.unwrap().unwrap();
+        assert_eq!(got.1, None);
+        // Removed and added again: the same name, another account.
         s.remove_user("jo").await.unwrap();
         let got = s.get_issued_with_account("0abc").await.unwrap().unwrap();
         assert_eq!(got.1, None);
+        s.add_user(&user("jo")).await.unwrap();
+        let got = s.get_issued_with_account("0abc").await.unwrap().unwrap();
+        assert_eq!(
+            got.1, None,
+            "a new account of the same name is another person"
+        );
+    }
+
+    /// Failed passwords: counted before the verdict, locked at the limit without
+    /// counting more, restarted after the period, shared by two handles.
+    pub async fn login_failures(fx: Fixture) {
+        use onlineca_store::{LockoutPolicy, LoginAttempt, LoginFailures};
+        let (a, b) = (fx.open().await, fx.open().await);
+        let t = datetime!(2026-09-01 00:00 UTC);
+        let at = |s: i64| t + time::Duration::seconds(s);
+        let p = LockoutPolicy {
+            max_failures: 3,
+            period: time::Duration::seconds(60),
+        };
+        assert_eq!(a.login_failures("eve").await.unwrap(), None);
+        for (s, i) in [(&a, 0), (&b, 1), (&a, 2)] {
+            assert_eq!(
+                s.count_login_attempt("eve", at(i), &p).await.unwrap(),
+                LoginAttempt::Counted
+            );
+        }
+        assert_eq!(
+            b.count_login_attempt("eve", at(10), &p).await.unwrap(),
+            LoginAttempt::Locked(at(62))
+        );
+        let f = a.login_failures("eve").await.unwrap().unwrap();
+        assert_eq!(
+            f,
+            LoginFailures {
+                failures: 3,
+                last: at(2)
+            }
+        );
+        assert_eq!(f.locked_until(&p, at(10)), Some(at(62)));
+        assert_eq!(f.locked_until(&p, at(62)), None);
+        // One attempt without a verdict is taken back.
+        a.forgive_login_attempt("eve").await.unwrap();
+        assert_eq!(
+            b.count_login_attempt("eve", at(11), &p).await.unwrap(),
+            LoginAttempt::Counted
+        );
+        // After the period the count starts again.
+        assert_eq!(
+            a.count_login_attempt("eve", at(80), &p).await.unwrap(),
+            LoginAttempt::Counted
+        );
+        assert_eq!(a.login_failures("eve").await.unwrap().unwrap().failures, 1);
+        b.count_login_attempt("bob", at(0), &p).await.unwrap();
+        let names: Vec<String> = a
+            .list_login_failures()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["bob", "eve"]);
+        assert_eq!(a.sweep_login_failures(at(30)).await.unwrap(), 1, "bob");
+        assert!(b.clear_login_failures("eve").await.unwrap());
+        assert!(!b.clear_login_failures("eve").await.unwrap());
+        assert!(a.list_login_failures().await.unwrap().is_empty());
+    }
+
+    /// Revoking reaches renewals, transitively, but not the renewed-from, and not
+    /// what is expired or revoked already.
+    pub async fn revocation_reaches_renewals(fx: Fixture) {
+        let s = fx.open().await;
+        let t = datetime!(2026-09-01 00:00 UTC);
+        let at = |m: i64| t + time::Duration::minutes(m);
+        let kay = user("kay");
+        s.add_user(&kay).await.unwrap();
+        let key = "11".repeat(32);
+        s.record_issued(&IssuedCert {
+            account_id: Some(kay.account_id.clone()),
+            spki_sha256: key.clone(),
+            ..cert("c0", "kay", at(0))
+        })
+        .await
+        .unwrap();
+        s.record_issued(&renewal("c1", "c0", &key, &kay, at(1)))
+            .await
+            .unwrap();
+        // c2 renews c1 with a new key; c3 and c4 branch from c2.
+        s.record_issued(&renewal("c2", "c1", &"22".repeat(32), &kay, at(2)))
+            .await
+            .unwrap();
+        s.record_issued(&renewal("c3", "c2", &"33".repeat(32), &kay, at(3)))
+            .await
+            .unwrap();
+        s.record_issued(&renewal("c4", "c2", &"44".repeat(32), &kay, at(4)))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.revoke("c1", at(5), 4).await.unwrap(),
+            RevokeOutcome::Revoked { also: 3 }
+        );
+        let state = |serial: &'static str| {
+            let s = s.clone();
+            async move {
+                let c = s.get_issued(serial).await.unwrap().unwrap();
+                (c.revoked_at, c.revocation_reason)
+            }
+        };
+        assert_eq!(state("c0").await, (None, None), "what c1 renewed stays");
+        for serial in ["c1", "c2", "c3", "c4"] {
+            assert_eq!(state(serial).await, (Some(at(5)), Some(4)), "{serial}");
+        }
+        // A renewal of a revoked certificate is refused when recorded, even if the
+        // renewal was decided before the revocation.
+        assert!(matches!(
+            s.record_issued(&renewal("c5", "c3", &"55".repeat(32), &kay, at(6))).await,
+            Err(StoreError::ParentRevoked(p)) if p == "c3"
+        ));
+        assert!(matches!(
+            s.record_issued(&renewal("c6", "99", &"66".repeat(32), &kay, at(6)))
+                .await,
+            Err(StoreError::ParentRevoked(_))
+        ));
+        assert_eq!(s.get_issued("c5").await.unwrap(), None, "nothing recorded");
+        assert_eq!(s.count_issued().await.unwrap(), 5);
+    }
+
+    /// keyCompromise revokes every certificate for the key and what was renewed
+    /// from them, and the key is refused from then on, also after an earlier
+    /// revocation for another reason.
+    pub async fn key_compromise_reaches_the_key(fx: Fixture) {
+        let s = fx.open().await;
+        let t = datetime!(2026-09-01 00:00 UTC);
+        let at = |m: i64| t + time::Duration::minutes(m);
+        let kay = user("kay");
+        let key = "11".repeat(32);
+        let with_key = |serial: &str, u: &str, m: i64| IssuedCert {
+            spki_sha256: key.clone(),
+            ..cert(serial, u, at(m))
+        };
+        s.record_issued(&with_key("k0", "kay", 0)).await.unwrap();
+        s.record_issued(&renewal("k1", "k0", &key, &kay, at(1)))
+            .await
+            .unwrap();
+        s.record_issued(&renewal("k2", "k1", &"22".repeat(32), &kay, at(2)))
+            .await
+            .unwrap();
+        // Another user's certificate for the same key, and one long expired.
+        s.record_issued(&with_key("m0", "max", 3)).await.unwrap();
+        s.record_issued(&IssuedCert {
+            not_after: at(-1),
+            ..with_key("old", "kay", -100)
+        })
+        .await
+        .unwrap();
+        s.record_issued(&cert("other", "kay", at(3))).await.unwrap();
+        // First revoked as superseded: the key is still usable.
+        assert_eq!(
+            s.revoke("k0", at(4), 4).await.unwrap(),
+            RevokeOutcome::Revoked { also: 2 }
+        );
+        s.record_issued(&with_key("k3", "kay", 5)).await.unwrap();
+        // Then reported compromised: the revocation stands, its reason changes,
+        // and every certificate for the key goes, with its renewals.
+        assert_eq!(
+            s.revoke("k0", at(6), 1).await.unwrap(),
+            RevokeOutcome::Revoked { also: 2 }
+        );
+        let k0 = s.get_issued("k0").await.unwrap().unwrap();
+        assert_eq!(
+            (k0.revoked_at, k0.revocation_reason),
+            (Some(at(4)), Some(1))
+        );
+        for serial in ["m0", "k3"] {
+            let c = s.get_issued(serial).await.unwrap().unwrap();
+            assert_eq!(
+                (c.revoked_at, c.revocation_reason),
+                (Some(at(6)), Some(1)),
+                "{serial}"
+            );
+        }
+        for serial in ["old", "other"] {
+            assert_eq!(
+                s.get_issued(serial).await.unwrap().unwrap().revoked_at,
+                None,
+                "{serial}"
+            );
+        }
+        // Twice: nothing more to do.
+        assert!(matches!(
+            s.revoke("m0", at(7), 1).await.unwrap(),
+            RevokeOutcome::AlreadyRevoked { .. }
+        ));
+        // The key is refused for anyone, by any route.
+        assert!(matches!(
+            s.record_issued(&with_key("k4", "zed", 8)).await,
+            Err(StoreError::KeyCompromised)
+        ));
+        assert_eq!(s.get_issued("k4").await.unwrap(), None);
+        s.record_issued(&cert("k5", "zed", at(8))).await.unwrap();
     }
 
     pub async fn user_queries_ignore_case(fx: Fixture) {
@@ -630,11 +860,11 @@ mod suite {
         let now = at(33); // 01 has expired, the others are valid
         assert_eq!(
             s.revoke("04", at(32), 1).await.unwrap(),
-            RevokeOutcome::Revoked
+            RevokeOutcome::Revoked { also: 0 }
         );
         assert_eq!(
             s.revoke("01", at(33), 4).await.unwrap(),
-            RevokeOutcome::Revoked
+            RevokeOutcome::Revoked { also: 0 }
         );
         let list = |status, username: Option<&str>| {
             let s = s.clone();
@@ -693,7 +923,7 @@ mod suite {
         }
         assert_eq!(
             s.revoke("0B", at(3), 1).await.unwrap(),
-            RevokeOutcome::Revoked
+            RevokeOutcome::Revoked { also: 0 }
         );
         let got = s.get_issued("0b").await.unwrap().unwrap();
         assert_eq!(
@@ -800,6 +1030,9 @@ suite_tests!(
     ping_and_close,
     concurrent_writes,
     issued_with_account,
+    revocation_reaches_renewals,
+    login_failures,
+    key_compromise_reaches_the_key,
     user_queries_ignore_case,
     status_filters,
     revocation,
