@@ -1,7 +1,8 @@
 //! Faults the CA must survive, made for real against the real server: a SQLite store
 //! that is locked by another process, on a full disk or on a file system gone
-//! read-only; `kill -9` in the middle of a burst of requests. The full and read-only
-//! stores need root (mounts); without it they skip.
+//! read-only; `kill -9` in the middle of a burst of requests; a CA key that others can
+//! read or that cannot be read at all. The store faults need root (mounts); without it
+//! they skip.
 //!
 //! The invariant checked throughout: a certificate a client received is recorded in
 //! the store (the same certificate, found by its serial), and a refusal while the store
@@ -10,6 +11,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -494,4 +496,100 @@ fn kill_9_during_a_burst_loses_no_certificate_a_client_received() {
          {recorded} recorded after restart (including 1 after), no serial repeated",
         received.len()
     );
+}
+
+/// Runs `onlineca serve` and waits for it to exit (it must refuse to start); if it
+/// starts listening instead, it is stopped and the test fails.
+fn serve_must_refuse(ca: &TestCa) -> String {
+    let mut child = onlineca()
+        .arg("serve")
+        .arg("--config")
+        .arg(&ca.config)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let line = BufReader::new(stdout).lines().next();
+        let _ = tx.send(line.and_then(Result::ok).unwrap_or_default());
+    });
+    let first = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+    if first.starts_with("onlineca listening") {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("onlineca serve started: {first}");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "serve exited 0");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn a_ca_key_others_can_read_stops_the_server_unless_allowed() {
+    let mut ca = TestCa::init(&[]);
+    let key = ca.home.join("ca/issuing.key");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600, "init writes the CA key 0600");
+    assert_eq!(mode(&ca.home.join("ca/root.key")), 0o600);
+    assert_eq!(mode(&ca.home.join("tls/server.key")), 0o600);
+
+    for insecure in [0o640, 0o604, 0o644] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(insecure)).unwrap();
+        let err = serve_must_refuse(&ca);
+        assert!(err.contains(key.to_str().unwrap()), "{insecure:o}: {err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", key.display())),
+            "{insecure:o}: {err}"
+        );
+        assert!(
+            err.contains("allow_insecure_key_permissions"),
+            "{insecure:o}: {err}"
+        );
+        // `config check` says the same.
+        let out = ca.cli(&["config", "check"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    }
+
+    // Explicitly allowed: it starts, says so in its log, and `config check` shows it.
+    ca.edit_config(
+        "allow_insecure_key_permissions = false",
+        "allow_insecure_key_permissions = true",
+    );
+    let (summary, _) = ca.cli_ok(&["config", "check"]);
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("ca.allow_insecure_key_permissions") && l.ends_with("true")),
+        "{summary}"
+    );
+    ca.start();
+    assert_eq!(ca.curl(&[&ca.url("trustroots/")]).status, 200);
+    assert!(
+        ca.log_text()
+            .contains("allowed by [ca] allow_insecure_key_permissions"),
+        "{}",
+        ca.log_text()
+    );
+}
+
+#[test]
+fn an_unreadable_ca_key_stops_the_server_naming_the_file() {
+    // As root a file's mode does not stop reading, so "unreadable" is made in ways
+    // that hold for root too: a directory where the key should be, and no file.
+    let ca = TestCa::init(&[]);
+    let key = ca.home.join("ca/issuing.key");
+    std::fs::rename(&key, ca.path("moved.key")).unwrap();
+    let err = serve_must_refuse(&ca);
+    assert!(err.contains(key.to_str().unwrap()), "{err}");
+    assert!(err.contains("No such file"), "{err}");
+
+    std::fs::create_dir(&key).unwrap();
+    let err = serve_must_refuse(&ca);
+    assert!(err.contains(key.to_str().unwrap()), "{err}");
+    assert!(err.contains("directory"), "{err}");
 }
