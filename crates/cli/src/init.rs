@@ -253,7 +253,8 @@ key = "tls/server.key"
 
 [ca]
 cert = "ca/issuing.pem"            # the CA that signs user certificates
-key = "ca/issuing.key"
+key = "ca/issuing.key"             # must be mode 0600 (or stricter): serve refuses otherwise...
+allow_insecure_key_permissions = false   # ...unless this is true
 {chain_line}
 
 [certificate]

@@ -157,6 +157,10 @@ pub struct CaSection {
     /// PEM certificates above the issuing CA (intermediates and root), if any.
     #[serde(default)]
     pub chain: Option<PathBuf>,
+    /// Serve even when the key file can be read or changed by its group or others
+    /// (otherwise start-up refuses, naming the file and the `chmod` that fixes it).
+    #[serde(default)]
+    pub allow_insecure_key_permissions: bool,
 }
 
 /// `[certificate]`: the profile of issued certificates.
@@ -574,6 +578,10 @@ impl Config {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "(none)".into()),
+        );
+        line(
+            "ca.allow_insecure_key_permissions",
+            self.ca.allow_insecure_key_permissions.to_string(),
         );
         line("certificate.subject", self.certificate.subject.clone());
         line(

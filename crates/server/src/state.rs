@@ -34,6 +34,20 @@ pub enum StartError {
         /// Why (shown in the message, so not a `source`).
         error: onlineca_core::IssuerError,
     },
+    /// The CA key file can be read or changed by its group or others, and the
+    /// configuration does not allow that.
+    #[error(
+        "{path} has mode {mode:04o}: users other than its owner can read or change the \
+         issuing CA's private key; run `chmod 600 {path}` (or set [ca] \
+         allow_insecure_key_permissions = true to accept this)",
+        path = .path.display()
+    )]
+    KeyPermissions {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A certificate or key is unusable.
     #[error("{0}")]
     Invalid(String),
@@ -89,6 +103,33 @@ pub struct AppState {
 /// whatever the number of connections and streams.
 pub const BODIES_IN_FLIGHT: usize = 256;
 
+/// Checks that only its owner may use the CA key file at `path`: a key others can
+/// read lets them issue certificates. Allowed anyway with `allow`, loudly. A file
+/// that cannot be inspected is left to the read that follows, which names it.
+fn check_key_permissions(path: &std::path::Path, allow: bool) -> Result<(), StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if !meta.is_file() || mode & 0o077 == 0 {
+        return Ok(());
+    }
+    if allow {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:04o}"),
+            "the CA key can be read or changed by users other than its owner; \
+             allowed by [ca] allow_insecure_key_permissions"
+        );
+        return Ok(());
+    }
+    Err(StartError::KeyPermissions {
+        path: path.to_path_buf(),
+        mode,
+    })
+}
+
 /// Reads a file named by the configuration.
 pub fn read(path: &std::path::Path) -> Result<String, StartError> {
     std::fs::read_to_string(path).map_err(|error| StartError::Read {
@@ -104,6 +145,7 @@ impl AppState {
             Some(p) => read(p)?,
             None => String::new(),
         };
+        check_key_permissions(&config.ca.key, config.ca.allow_insecure_key_permissions)?;
         let ca = IssuingCa::from_pem(&read(&config.ca.cert)?, &read(&config.ca.key)?, &chain_pem)
             .map_err(|error| StartError::Ca {
             path: config.ca.cert.clone(),
