@@ -123,8 +123,14 @@ impl RetrieverCrls {
         let last = self.last_check.load(Ordering::Relaxed);
         // A clock set back also makes a check due.
         if (now_ms < last || now_ms.saturating_sub(last) >= every)
-            // One request checks; the others go on with the CRLs in force.
-            && let Ok(mut files) = self.files.try_lock()
+            // One request checks; the others go on with the CRLs in force. A
+            // poisoned lock still guards consistent data (a file's state is
+            // replaced whole), and must not stop reloads for good.
+            && let Some(mut files) = match self.files.try_lock() {
+                Ok(g) => Some(g),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            }
         {
             self.last_check.store(now_ms, Ordering::Relaxed);
             self.refresh(&mut files);
