@@ -268,6 +268,10 @@ password = true                    # HTTP Basic username + password
 renewal = true                     # a valid certificate of this CA renews itself (mutual TLS, no password)
 retriever = true                   # services listed in [[retrievers]] may ask on their users' behalf
 retriever_anchors = []             # PEM files of the CAs retriever certificates must chain to
+retriever_crls = []                # CRL files (PEM or DER) of those CAs, each signed by an anchor;
+                                   # when set, every retriever certificate must be covered by a
+                                   # current CRL and not on it; changed files are re-read within
+                                   # seconds, a file that fails to re-read keeps the CRL before it
 realm = "onlineca"                 # realm in WWW-Authenticate
 max_failures = 5                   # failed passwords before a username is locked out...
 lockout = "5m"                     # ...for this long after the last failure

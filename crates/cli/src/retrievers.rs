@@ -18,8 +18,8 @@ pub enum RetrieverCommand {
 pub fn run(command: RetrieverCommand, cfg: &Config) -> Result<()> {
     match command {
         RetrieverCommand::List => {
-            // Loading reads and checks the anchor files too.
-            Retrievers::load(cfg)?;
+            // Loading reads and checks the anchor and CRL files too.
+            let loaded = Retrievers::load(cfg)?;
             let state = if cfg.auth.retriever {
                 "enabled"
             } else {
@@ -31,6 +31,12 @@ pub fn run(command: RetrieverCommand, cfg: &Config) -> Result<()> {
             }
             for a in &cfg.auth.retriever_anchors {
                 println!("anchors: {}", a.display());
+            }
+            if cfg.auth.retriever_crls.is_empty() {
+                println!("crls: (none: retriever certificates are not checked for revocation)");
+            }
+            for line in loaded.describe_crls() {
+                println!("crls: {line}");
             }
             if cfg.retrievers.is_empty() {
                 println!("no retrievers configured");

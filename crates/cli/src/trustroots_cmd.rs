@@ -14,8 +14,9 @@ pub struct TrustrootsArgs {
     /// The service base URL, for example https://ca.example.org/onlineca.
     #[arg(long, env = "ONLINECA_URL")]
     pub url: String,
-    /// The trust-roots directory (an OpenSSL CApath); created if missing. Other
-    /// files in it are never touched [default: ~/.onlineca/trustroots].
+    /// The trust-roots directory (an OpenSSL CApath); created if missing. Files a
+    /// fetch wrote that the server no longer publishes are removed (unless changed
+    /// since); other files are never touched [default: ~/.onlineca/trustroots].
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Pin trust: the trust roots must hold a CA with this SHA-256 fingerprint (as
@@ -84,12 +85,28 @@ pub async fn run(args: &TrustrootsArgs) -> Result<()> {
     for name in &report.changed {
         println!("changed {}", dir.join(name).display());
     }
+    for name in &report.removed {
+        println!("removed {} (no longer published)", dir.join(name).display());
+    }
+    for name in &report.kept {
+        eprintln!(
+            "note: kept {}: no longer published, but changed since it was fetched; remove it if it should not be trusted",
+            dir.join(name).display()
+        );
+    }
+    if report.no_manifest {
+        eprintln!(
+            "note: {} has no record of what earlier fetches wrote (made by an older onlineca): nothing was removed this time; later refreshes remove what the server stops publishing",
+            dir.display()
+        );
+    }
     println!(
-        "{}: {} added, {} changed, {} unchanged",
+        "{}: {} added, {} changed, {} unchanged, {} removed",
         dir.display(),
         report.added.len(),
         report.changed.len(),
-        report.unchanged.len()
+        report.unchanged.len(),
+        report.removed.len()
     );
     Ok(())
 }

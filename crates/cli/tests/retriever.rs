@@ -687,3 +687,265 @@ fn an_unrelated_client_certificate_does_not_stand_in_the_way_of_a_password() {
     let r = post_with_cert(&s.ca, &browser, &["-u", "erin:wrong-password"], &s.csr);
     assert_401(&r, "it does not chain to a trusted CA");
 }
+
+/// A portal CA's CRL made by `openssl ca`, with its own database in `dir/crl-db`.
+struct PortalCrl {
+    cnf: PathBuf,
+    ca: (PathBuf, PathBuf),
+}
+
+impl PortalCrl {
+    fn new(dir: &Path, ca: &(PathBuf, PathBuf)) -> Self {
+        let db = dir.join("crl-db");
+        std::fs::create_dir_all(&db).unwrap();
+        std::fs::write(db.join("index.txt"), "").unwrap();
+        std::fs::write(db.join("crlnumber"), "01\n").unwrap();
+        let cnf = db.join("ca.cnf");
+        std::fs::write(
+            &cnf,
+            format!(
+                "[ca]\ndefault_ca = portal\n[portal]\ndatabase = {db}/index.txt\ncrlnumber = {db}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n",
+                db = db.display()
+            ),
+        )
+        .unwrap();
+        PortalCrl {
+            cnf,
+            ca: ca.clone(),
+        }
+    }
+
+    fn ca_cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = openssl(&["ca", "-batch", "-config"]);
+        c.arg(&self.cnf)
+            .arg("-cert")
+            .arg(&self.ca.0)
+            .arg("-keyfile")
+            .arg(&self.ca.1)
+            .args(args);
+        c
+    }
+
+    /// Adds `cert` to the revoked list (for the next CRL).
+    fn revoke(&self, cert: &Path) {
+        ok(self.ca_cmd(&["-revoke"]).arg(cert));
+    }
+
+    /// Writes a CRL (PEM) to `out`, with `extra` arguments to `openssl ca -gencrl`.
+    fn write(&self, out: &Path, extra: &[&str]) {
+        ok(self.ca_cmd(&["-gencrl"]).args(extra).arg("-out").arg(out));
+    }
+}
+
+/// Replaces `path` as an operator's tool would: write beside it, then rename over it.
+fn replace_file(from: &Path, path: &Path) {
+    let tmp = path.with_extension("new");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Posts as the retriever until the answer's status is `status`, for the server to
+/// notice a changed CRL file; gives up after a minute.
+fn post_until(s: &Setup, client: &(PathBuf, PathBuf), status: u16) -> CurlResult {
+    let start = std::time::Instant::now();
+    loop {
+        let r = post_with_cert(
+            &s.ca,
+            client,
+            &["--data-urlencode", "username=alice"],
+            &s.csr,
+        );
+        if r.status == status || start.elapsed() > std::time::Duration::from_secs(60) {
+            return r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn revoked_retriever_certificates_are_refused_and_crls_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    // The CRL path is known before the setup writes the configuration.
+    let crl_path = dir.path().join("portal-ca.crl.pem");
+    let mut s = setup("");
+    s.ca.edit_config(
+        "retriever_crls = []",
+        &format!("retriever_crls = [\"{}\"]", crl_path.display()),
+    );
+    let tmp = s.ca.dir.path().to_path_buf();
+    let crl = PortalCrl::new(&tmp, &s.portal_ca);
+    let revoked = make_client(
+        &tmp,
+        &s.portal_ca,
+        "revoked-portal",
+        "/O=Example/OU=Portals/CN=portal.example.org",
+    );
+    crl.revoke(&revoked.0);
+    crl.write(&crl_path, &[]);
+    s.ca.start();
+
+    // The retriever on no CRL is served; the one on it is refused, by form field and
+    // by Basic username (then the password path answers with the certificate's reason).
+    let r = post_with_cert(
+        &s.ca,
+        &s.portal,
+        &["--data-urlencode", "username=alice"],
+        &s.csr,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_with_cert(
+        &s.ca,
+        &revoked,
+        &["--data-urlencode", "username=alice"],
+        &s.csr,
+    );
+    assert_401(&r, "client certificate not verified: it is revoked");
+    let r = post_with_cert(&s.ca, &revoked, &["-u", "alice:not-checked"], &s.csr);
+    assert_401(&r, "it is revoked");
+
+    // Revoked after start: the replaced file takes effect without a restart, even for
+    // a chain the server verified (and remembered) a moment ago.
+    crl.revoke(&s.portal.0);
+    let next = tmp.join("next.crl.pem");
+    crl.write(&next, &[]);
+    replace_file(&next, &crl_path);
+    let r = post_until(&s, &s.portal, 401);
+    assert_401(&r, "client certificate not verified: it is revoked");
+    assert!(
+        s.ca.log_text().contains("retriever CRL reloaded"),
+        "{}",
+        s.ca.log_text()
+    );
+    // It stays refused, and nothing is issued to it (the requests made before the
+    // server noticed the file were served, rightly: the portal was not revoked then).
+    let issued = count_issued(&s.ca);
+    let r = post_with_cert(&s.ca, &s.portal, &["-u", "alice:x"], &s.csr);
+    assert_401(&r, "it is revoked");
+    assert_eq!(
+        count_issued(&s.ca),
+        issued,
+        "nothing issued to a revoked portal"
+    );
+
+    // A CRL past its nextUpdate: refused as out of date (fail closed), and a broken
+    // file on reload keeps the CRL before it, with a warning.
+    let fresh = make_client(
+        &tmp,
+        &s.portal_ca,
+        "fresh-portal",
+        "/O=Example/OU=Portals/CN=portal.example.org",
+    );
+    let r = post_with_cert(
+        &s.ca,
+        &fresh,
+        &["--data-urlencode", "username=alice"],
+        &s.csr,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stale = tmp.join("stale.crl.pem");
+    crl.write(
+        &stale,
+        &[
+            "-crl_lastupdate",
+            "20200101000000Z",
+            "-crl_nextupdate",
+            "20200102000000Z",
+        ],
+    );
+    replace_file(&stale, &crl_path);
+    let r = post_until(&s, &fresh, 401);
+    assert_401(
+        &r,
+        "its issuer's CRL is out of date (its nextUpdate was 2020-01-02",
+    );
+    std::fs::write(
+        tmp.join("junk.pem"),
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    replace_file(&tmp.join("junk.pem"), &crl_path);
+    let start = std::time::Instant::now();
+    while !s.ca.log_text().contains("keeping the CRL loaded before") {
+        // Requests drive the check.
+        post_with_cert(
+            &s.ca,
+            &fresh,
+            &["--data-urlencode", "username=alice"],
+            &s.csr,
+        );
+        assert!(start.elapsed().as_secs() < 60, "{}", s.ca.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let r = post_with_cert(
+        &s.ca,
+        &fresh,
+        &["--data-urlencode", "username=alice"],
+        &s.csr,
+    );
+    assert_401(&r, "CRL is out of date");
+    // A current CRL again: served again.
+    crl.write(&next, &[]);
+    replace_file(&next, &crl_path);
+    let r = post_until(&s, &fresh, 200);
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The configuration shows the CRL.
+    let (out, _) = s.ca.cli_ok(&["config", "check"]);
+    assert!(out.contains("auth.retriever_crls"), "{out}");
+    assert!(out.contains("portal-ca.crl.pem"), "{out}");
+    let (out, _) = s.ca.cli_ok(&["retriever", "list"]);
+    assert!(
+        out.contains("crls: ") && out.contains("issuer: /O=Example/CN=Portal CA"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bad_retriever_crl_stops_the_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let crl_path = dir.path().join("portal-ca.crl.pem");
+    let s = setup("");
+    s.ca.edit_config(
+        "retriever_crls = []",
+        &format!("retriever_crls = [\"{}\"]", crl_path.display()),
+    );
+    let tmp = s.ca.dir.path().to_path_buf();
+    let check = |needle: &str| {
+        let out = s.ca.cli(&["config", "check"]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "accepted; wanted {needle:?}");
+        assert!(err.contains("auth.retriever_crls"), "{err}");
+        assert!(err.contains("portal-ca.crl.pem"), "{err}");
+        assert!(err.contains(needle), "wanted {needle:?} in {err}");
+        // `serve` refuses the same way (under `timeout`, should it ever start).
+        let out = run(std::process::Command::new("timeout")
+            .arg("60")
+            .arg(env!("CARGO_BIN_EXE_onlineca"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&s.ca.config));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("portal-ca.crl.pem"),
+            "{err}"
+        );
+    };
+    check("cannot read");
+    std::fs::write(&crl_path, "not a CRL at all").unwrap();
+    check("not a CRL");
+    // A CRL of another CA: signed by nothing in the anchor files.
+    let other = make_ca(&tmp, "other-ca", "/O=Elsewhere/CN=Other CA");
+    PortalCrl::new(&tmp.join("other"), &other).write(&crl_path, &[]);
+    check("its issuer /O=Elsewhere/CN=Other CA is not a certificate in auth.retriever_anchors");
+    // An impostor with the anchor's name: the signature does not verify.
+    let impostor = make_ca(&tmp, "impostor-ca", "/O=Example/CN=Portal CA");
+    PortalCrl::new(&tmp.join("impostor"), &impostor).write(&crl_path, &[]);
+    check("its signature does not verify");
+    // The real one, as DER: accepted.
+    let pem = tmp.join("good.crl.pem");
+    PortalCrl::new(&tmp.join("good"), &s.portal_ca).write(&pem, &[]);
+    ok(openssl(&["crl", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .arg("-out")
+        .arg(&crl_path));
+    s.ca.cli_ok(&["config", "check"]);
+}

@@ -14,10 +14,13 @@ fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// The files in `dir`, but for the record of what `onlineca trustroots` wrote
+/// (temporary files left behind would show).
 fn listing(dir: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != onlineca_client::trustdir::MANIFEST)
         .collect();
     v.sort();
     v
@@ -149,6 +152,93 @@ fn trustroots_refresh_checks_the_existing_dir_and_touches_nothing_else() {
     let out = trustroots(&ca, &ca.path("none"), &[]);
     assert!(!out.status.success());
     assert!(text(&out).contains("--fingerprint"), "{}", text(&out));
+}
+
+/// A CA the server stops publishing (an extra one the operator removes, as after a
+/// rotation): the next refresh removes its files, and nothing of the user's.
+#[test]
+fn trustroots_refresh_removes_what_the_server_no_longer_publishes() {
+    let mut ca = TestCa::init(&[]);
+    let extra = ca.path("retired-ca.pem");
+    ok(openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/O=Example/CN=Retired CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-keyout",
+    ])
+    .arg(ca.path("retired-ca.key"))
+    .arg("-out")
+    .arg(&extra));
+    ca.edit_config("extra = []", &format!("extra = [\"{}\"]", extra.display()));
+    ca.start();
+    let dir = ca.path("tr");
+    let out = trustroots(&ca, &dir, &["--fingerprint", &fingerprint(&ca.root_pem())]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = listing(&dir);
+    assert_eq!(
+        before.len(),
+        7,
+        "three CAs, their policies, the CRL: {before:?}"
+    );
+    assert!(dir.join(onlineca_client::trustdir::MANIFEST).is_file());
+    ok(openssl(&["verify", "-no-CAfile", "-no-CAstore", "-CApath"])
+        .arg(&dir)
+        .arg(&extra));
+    // The user's own files: one plain, one named as a CApath entry would be.
+    std::fs::write(dir.join("mine.pem.txt"), "not ours").unwrap();
+    std::fs::copy(ca.path("retired-ca.pem"), dir.join("0badcafe.0")).unwrap();
+
+    // The operator drops the extra CA and restarts the server.
+    ca.stop(std::time::Duration::from_secs(30));
+    ca.edit_config(&format!("extra = [\"{}\"]", extra.display()), "extra = []");
+    ca.start();
+    let out = trustroots(&ca, &dir, &[]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    // (The CRL is re-signed on restart, so it may count as changed.)
+    assert!(
+        said.contains("0 added, ") && said.contains(" unchanged, 2 removed"),
+        "{said}"
+    );
+    let after = listing(&dir);
+    let gone: Vec<&String> = before.iter().filter(|f| !after.contains(f)).collect();
+    assert_eq!(gone.len(), 2, "{before:?} -> {after:?}");
+    for f in &gone {
+        assert!(
+            said.contains(&format!(
+                "removed {} (no longer published)",
+                dir.join(f).display()
+            )),
+            "{said}"
+        );
+    }
+    // What is gone is the retired CA (certificate and policy); the user's files stay.
+    assert!(gone.iter().any(|f| f.ends_with(".0")));
+    assert!(gone.iter().any(|f| f.ends_with(".signing_policy")));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("mine.pem.txt")).unwrap(),
+        "not ours"
+    );
+    assert!(dir.join("0badcafe.0").is_file());
+    // The directory still verifies the server, and no longer the retired CA (the
+    // user's copy is not under its hash name, so OpenSSL does not look at it).
+    ok(openssl(&["verify", "-CApath"])
+        .arg(&dir)
+        .arg(ca.home.join("tls/server.pem")));
+    let out = run(openssl(&["verify", "-no-CAfile", "-no-CAstore", "-CApath"])
+        .arg(&dir)
+        .arg(&extra));
+    assert!(!out.status.success(), "the retired CA is still trusted");
 }
 
 #[test]

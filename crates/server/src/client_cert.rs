@@ -105,6 +105,17 @@ pub fn verify_chain(
     anchors: &[TrustAnchor<'static>],
     now: OffsetDateTime,
 ) -> Result<(), String> {
+    verify_chain_with(chain, anchors, None, now)
+}
+
+/// [`verify_chain`], and with `revocation` also the revocation status of every
+/// certificate of the chain below the anchor, by the CRLs and policy it holds.
+pub fn verify_chain_with(
+    chain: &[CertificateDer<'static>],
+    anchors: &[TrustAnchor<'static>],
+    revocation: Option<webpki::RevocationOptions<'_>>,
+    now: OffsetDateTime,
+) -> Result<(), String> {
     let (leaf, intermediates) = chain.split_first().ok_or("no certificate")?;
     if anchors.is_empty() {
         return Err("no trust anchors are configured for it".into());
@@ -121,7 +132,7 @@ pub fn verify_chain(
         intermediates,
         time,
         webpki::KeyUsage::client_auth(),
-        None,
+        revocation,
         None,
     )
     .map(|_| ())
@@ -184,6 +195,16 @@ fn describe(e: &webpki::Error) -> String {
         }
         E::BadDer | E::BadDerTime | E::TrailingData(_) => "it is malformed DER".into(),
         E::UnsupportedCertVersion => "its X.509 version is not supported".into(),
+        E::CertRevoked => "it is revoked (it is on its issuer's CRL)".into(),
+        E::CrlExpired { next_update, .. } => format!(
+            "its revocation status cannot be checked: its issuer's CRL is out of date (its nextUpdate was {}); the CA's operator must install a current CRL",
+            unix(*next_update)
+        ),
+        E::UnknownRevocationStatus => {
+            "its revocation status is unknown: no configured CRL covers its issuer".into()
+        }
+        E::IssuerNotCrlSigner => "its issuer may not sign CRLs (keyUsage lacks cRLSign)".into(),
+        E::InvalidCrlSignatureForPublicKey => "its issuer's CRL does not verify".into(),
         other => format!("it was refused ({other:?})"),
     }
 }

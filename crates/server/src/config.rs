@@ -218,6 +218,12 @@ pub struct AuthSection {
     /// from this CA's own roots: a portal's certificate may come from anywhere).
     #[serde(default)]
     pub retriever_anchors: Vec<PathBuf>,
+    /// CRL files (PEM or DER) of the retriever anchors, each signed by a certificate
+    /// in the anchor files. When any is listed, every certificate of a retriever
+    /// chain must be covered by one, unrevoked, and the CRL current (before its
+    /// nextUpdate); a changed file is picked up while the server runs.
+    #[serde(default)]
+    pub retriever_crls: Vec<PathBuf>,
     /// The realm named in `WWW-Authenticate`.
     #[serde(default = "default_realm")]
     pub realm: String,
@@ -270,6 +276,7 @@ impl Default for AuthSection {
             retriever: true,
             renewal: true,
             retriever_anchors: Vec::new(),
+            retriever_crls: Vec::new(),
             realm: default_realm(),
             max_failures: default_max_failures(),
             lockout: default_lockout(),
@@ -428,6 +435,9 @@ impl Config {
             abs(p);
         }
         for p in &mut cfg.auth.retriever_anchors {
+            abs(p);
+        }
+        for p in &mut cfg.auth.retriever_crls {
             abs(p);
         }
         cfg.store.url = absolute_store_url(&cfg.store.url, &base);
@@ -605,6 +615,14 @@ impl Config {
         line(
             "auth.retriever_anchors",
             paths(&self.auth.retriever_anchors),
+        );
+        line(
+            "auth.retriever_crls",
+            if self.auth.retriever_crls.is_empty() {
+                "(none: retriever certificates are not checked for revocation)".into()
+            } else {
+                paths(&self.auth.retriever_crls)
+            },
         );
         line("auth.realm", self.auth.realm.clone());
         line("auth.max_failures", self.auth.max_failures.to_string());

@@ -5,7 +5,10 @@
 //! A retriever certificate must chain to one of the retriever anchors (kept apart
 //! from this CA's roots), be inside its validity period, and have a subject equal,
 //! on the canonical parsed name, to a configured `[[retrievers]]` subject; the user
-//! asked for must match that entry's allowed-users rule.
+//! asked for must match that entry's allowed-users rule. With `[auth]
+//! retriever_crls`, it must also not be revoked (see [`crls`]).
+
+mod crls;
 
 use std::time::Duration;
 
@@ -16,10 +19,11 @@ use rustls_pki_types::{CertificateDer, TrustAnchor};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::client_cert::{anchor, verify_chain};
+use crate::client_cert::{anchor, verify_chain_with};
 use crate::config::{Config, RetrieverEntry};
 use crate::error::ApiError;
 use crate::state::StartError;
+use crls::{CrlSnapshot, RetrieverCrls};
 
 /// One allowed-users rule: an exact name, or a glob with `*` (any run of characters)
 /// and `?` (one character).
@@ -148,6 +152,12 @@ pub(crate) fn check_config(cfg: &Config) -> Result<(), (&'static str, String)> {
                 .into(),
         ));
     }
+    if !cfg.auth.retriever_crls.is_empty() && cfg.auth.retriever_anchors.is_empty() {
+        return Err((
+            "auth.retriever_crls",
+            "CRLs are listed but no anchor file is: a CRL must be signed by an anchor".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -165,6 +175,8 @@ pub fn describe_entry(e: &RetrieverEntry) -> String {
 pub struct Retrievers {
     enabled: bool,
     anchors: Vec<TrustAnchor<'static>>,
+    /// The anchors' CRLs, if configured: then revocation is checked.
+    crls: Option<RetrieverCrls>,
     list: Vec<Retriever>,
     verified: VerifiedChains,
 }
@@ -178,7 +190,8 @@ const VERIFIED_MAX: usize = 1024;
 /// portal presents the same chain on every request, and a chain verification is a
 /// signature check per certificate. Only successes are kept; an entry holds only
 /// inside the validity periods of every certificate of the chain, and for
-/// [`VERIFIED_FOR`] at most.
+/// [`VERIFIED_FOR`] at most, never past the earliest nextUpdate of the CRLs, and
+/// only under the CRLs it was verified with (a new CRL may revoke it).
 #[derive(Debug, Default)]
 struct VerifiedChains {
     entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], Window>>,
@@ -189,6 +202,8 @@ struct VerifiedChains {
 struct Window {
     from: OffsetDateTime,
     until: OffsetDateTime,
+    /// The CRL generation it verified under (0 without CRLs).
+    crl_generation: u64,
 }
 
 impl VerifiedChains {
@@ -203,25 +218,48 @@ impl VerifiedChains {
         key
     }
 
-    /// [`verify_chain`], answered from the cache when this chain verified lately.
+    /// [`verify_chain_with`] (checking revocation by `crls` if given), answered from
+    /// the cache when this chain verified lately under the same CRLs.
     fn verify(
         &self,
         chain: &[CertificateDer<'static>],
         anchors: &[TrustAnchor<'static>],
+        crls: Option<&CrlSnapshot>,
         now: OffsetDateTime,
     ) -> Result<(), String> {
         let key = Self::key(chain);
+        let generation = crls.map_or(0, |c| c.generation);
         let hit = self
             .entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
-            .is_some_and(|w| w.from <= now && now <= w.until);
+            .is_some_and(|w| w.from <= now && now <= w.until && w.crl_generation == generation);
         if hit {
             return Ok(());
         }
-        verify_chain(chain, anchors, now)?;
-        if let Some(window) = validity_window(chain, now) {
+        let refs: Vec<&webpki::CertRevocationList<'_>> =
+            crls.map(|c| c.crls.iter().collect()).unwrap_or_default();
+        // Every certificate below the anchor, an unknown status refused, an
+        // out-of-date CRL refused: fail closed.
+        let revocation = webpki::RevocationOptionsBuilder::new(&refs).ok().map(|b| {
+            b.with_depth(webpki::RevocationCheckDepth::Chain)
+                .with_status_policy(webpki::UnknownStatusPolicy::Deny)
+                .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
+                .build()
+        });
+        if crls.is_some() && revocation.is_none() {
+            // Configured but empty cannot happen (a file holds at least one CRL);
+            // refuse rather than skip the check if it ever did.
+            return Err("its revocation status is unknown: no CRL is loaded".into());
+        }
+        verify_chain_with(chain, anchors, revocation, now)?;
+        if let Some(mut window) = validity_window(chain, now) {
+            window.crl_generation = generation;
+            // webpki refuses a CRL at its nextUpdate: stop a second before.
+            if let Some(next) = crls.and_then(|c| c.next_update) {
+                window.until = window.until.min(next - time::Duration::SECOND);
+            }
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             if entries.len() >= VERIFIED_MAX {
                 entries.retain(|_, w| w.until >= now);
@@ -241,6 +279,7 @@ fn validity_window(chain: &[CertificateDer<'static>], now: OffsetDateTime) -> Op
     let mut w = Window {
         from: now,
         until: now + VERIFIED_FOR,
+        crl_generation: 0,
     };
     for der in chain {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
@@ -256,6 +295,7 @@ impl Retrievers {
     /// configuration); errors name the file.
     pub fn load(cfg: &Config) -> Result<Self, StartError> {
         let mut anchors = Vec::new();
+        let mut anchor_ders = Vec::new();
         for path in &cfg.auth.retriever_anchors {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 StartError::Invalid(format!(
@@ -279,6 +319,16 @@ impl Retrievers {
                         path.display()
                     ))
                 })?);
+                anchor_ders.push(der);
+            }
+        }
+        let crls = RetrieverCrls::load(&cfg.auth.retriever_crls, anchor_ders)
+            .map_err(|e| StartError::Invalid(format!("auth.retriever_crls: {e}")))?;
+        if let Some(c) = &crls {
+            for subject in c.anchors_without_crl() {
+                tracing::warn!(
+                    "retriever anchor {subject} has no CRL in auth.retriever_crls: retriever certificates it issued are refused"
+                );
             }
         }
         let list = cfg
@@ -289,6 +339,7 @@ impl Retrievers {
         Ok(Retrievers {
             enabled: cfg.auth.retriever,
             anchors,
+            crls,
             list,
             verified: VerifiedChains::default(),
         })
@@ -299,6 +350,28 @@ impl Retrievers {
         &self.list
     }
 
+    /// One line per loaded retriever CRL (file, issuer, nextUpdate), and one per
+    /// anchor without a CRL when CRLs are configured; empty without CRLs.
+    pub fn describe_crls(&self) -> Vec<String> {
+        let Some(c) = &self.crls else {
+            return Vec::new();
+        };
+        let mut out = c.describe();
+        for subject in c.anchors_without_crl() {
+            out.push(format!(
+                "(none for anchor {subject}: certificates it issued are refused)"
+            ));
+        }
+        out
+    }
+
+    /// [`VerifiedChains::verify`] with the anchors and the CRLs in force at `now`.
+    fn verify(&self, chain: &[CertificateDer<'static>], now: OffsetDateTime) -> Result<(), String> {
+        let crls = self.crls.as_ref().map(|c| c.current(now));
+        self.verified
+            .verify(chain, &self.anchors, crls.as_deref(), now)
+    }
+
     /// Whether `chain` could be a retriever's at all: retriever authentication is on
     /// and the chain verifies against the retriever anchors (its subject and the user
     /// rule aside).
@@ -307,7 +380,7 @@ impl Retrievers {
         chain: &[CertificateDer<'static>],
         now: OffsetDateTime,
     ) -> bool {
-        self.enabled && !chain.is_empty() && self.verified.verify(chain, &self.anchors, now).is_ok()
+        self.enabled && !chain.is_empty() && self.verify(chain, now).is_ok()
     }
 
     /// Authenticates a client chain as a retriever asking for `username`: the
@@ -323,8 +396,7 @@ impl Retrievers {
             return Err(ApiError::RetrieverAuthDisabled);
         }
         let leaf = chain.first().ok_or(ApiError::ClientCertMissing)?;
-        self.verified
-            .verify(chain, &self.anchors, now)
+        self.verify(chain, now)
             .map_err(ApiError::ClientCertNotVerified)?;
         let (_, cert) = X509Certificate::from_der(leaf)
             .map_err(|e| ApiError::ClientCertNotVerified(format!("it is unreadable: {e}")))?;
@@ -400,24 +472,24 @@ mod tests {
         let (chain, anchor) = portal_chain(now);
         let cache = VerifiedChains::default();
         assert!(
-            cache.verify(&chain, &[], now).is_err(),
+            cache.verify(&chain, &[], None, now).is_err(),
             "nothing verified yet"
         );
         cache
-            .verify(&chain, std::slice::from_ref(&anchor), now)
+            .verify(&chain, std::slice::from_ref(&anchor), None, now)
             .unwrap();
         // Remembered: no anchors needed while the window holds.
         let later = now + time::Duration::minutes(4);
-        cache.verify(&chain, &[], later).unwrap();
+        cache.verify(&chain, &[], None, later).unwrap();
         // Past the cache's own limit, or past the certificate's end: verified again.
         assert!(
             cache
-                .verify(&chain, &[], now + time::Duration::minutes(6))
+                .verify(&chain, &[], None, now + time::Duration::minutes(6))
                 .is_err()
         );
         let expired = now + time::Duration::hours(2);
         let e = cache
-            .verify(&chain, std::slice::from_ref(&anchor), expired)
+            .verify(&chain, std::slice::from_ref(&anchor), None, expired)
             .unwrap_err();
         assert!(e.contains("expired"), "{e}");
     }
