@@ -16,6 +16,8 @@ const MAX_CONCURRENCY: usize = 4096;
 const MAX_HOLD: usize = 10_000;
 /// Longest per-request timeout accepted.
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// Largest oversized body `--mix` sends.
+const MAX_OVERSIZED: usize = 64 * 1024 * 1024;
 /// Most measured requests `--requests` may ask for.
 const MAX_REQUESTS: u64 = 1_000_000_000;
 
@@ -110,6 +112,23 @@ pub struct Args {
     /// Runtime worker threads of the generator itself.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Hostile mix instead of certificates only: weights of request kinds, e.g.
+    /// `good=4,bad=3,unknown=3,oversized=2` (good: `--user`'s password; bad: a wrong
+    /// password for `--bad-user`; unknown: users that do not exist; oversized: a body
+    /// over the server's limit). Every answer is counted by kind and status; the run
+    /// ends after `--requests` answers (or the window).
+    #[arg(long)]
+    pub mix: Option<String>,
+    /// The user whose password the `bad` requests of `--mix` guess (default `--user`).
+    #[arg(long)]
+    pub bad_user: Option<String>,
+    /// Sizes in bytes of the `oversized` bodies of `--mix`, used in turn.
+    #[arg(long, value_delimiter = ',', default_value = "131072,262144,2097152")]
+    pub oversized_bytes: Vec<usize>,
+    /// Loopback source addresses the workers' connections are bound to, in turn
+    /// (e.g. `127.0.0.2,127.0.0.3`): several clients from one machine.
+    #[arg(long, value_delimiter = ',')]
+    pub source: Vec<std::net::IpAddr>,
 }
 
 /// The API spoken.
@@ -179,6 +198,21 @@ impl Args {
         }
         if self.threads == 0 || self.threads > 64 {
             bail!("--threads must be between 1 and 64");
+        }
+        if let Some(ip) = self.source.iter().find(|ip| !ip.is_loopback()) {
+            bail!("--source {ip}: loopback addresses only");
+        }
+        if self
+            .oversized_bytes
+            .iter()
+            .any(|&n| n == 0 || n > MAX_OVERSIZED)
+        {
+            bail!("--oversized-bytes must be between 1 and {MAX_OVERSIZED}");
+        }
+        if self.mix.is_some()
+            && (self.target != Target::Onlineca || self.auth_mode() != AuthMode::Password)
+        {
+            bail!("--mix drives onlineca with passwords only");
         }
         if self.target == Target::Cfssl && self.auth.is_some() {
             bail!("--auth applies to onlineca only (cfssl authenticates with --hmac-key-hex-file)");

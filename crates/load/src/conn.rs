@@ -1,6 +1,7 @@
 //! TCP + TLS + HTTP/1.1 connections, and how a request can fail.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -49,7 +50,7 @@ impl fmt::Display for Failure {
 /// Opens connections to one endpoint with one shared TLS configuration.
 pub struct Connector {
     tls: TlsConnector,
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     server_name: ServerName<'static>,
     negotiated: OnceLock<String>,
     first_error: OnceLock<String>,
@@ -86,9 +87,27 @@ impl Connector {
 
     /// TCP connection, TLS handshake, HTTP/1.1 handshake.
     pub async fn connect(&self) -> Result<Conn, Failure> {
-        let tcp = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| self.failed(Failure::Connect, e))?;
+        self.connect_from(None).await
+    }
+
+    /// [`Connector::connect`] from a given local address (a loopback address other
+    /// than 127.0.0.1 looks like another client to the server).
+    pub async fn connect_from(&self, source: Option<IpAddr>) -> Result<Conn, Failure> {
+        let tcp = match source {
+            None => tokio::net::TcpStream::connect(self.addr).await,
+            Some(ip) => {
+                let socket = if ip.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                };
+                match socket.and_then(|s| s.bind(SocketAddr::new(ip, 0)).map(|()| s)) {
+                    Ok(s) => s.connect(self.addr).await,
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        .map_err(|e| self.failed(Failure::Connect, e))?;
         let _ = tcp.set_nodelay(true);
         let tls = self
             .tls
@@ -141,18 +160,27 @@ impl Conn {
         &mut self,
         req: Request<Full<Bytes>>,
     ) -> Result<(StatusCode, Bytes), Failure> {
-        self.sender.ready().await.map_err(|_| Failure::Http)?;
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|_| Failure::Http)?;
+        self.sender.ready().await.map_err(http_failure)?;
+        let resp = self.sender.send_request(req).await.map_err(http_failure)?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
-            .map_err(|_| Failure::Http)?
+            .map_err(http_failure)?
             .to_bytes();
         Ok((status, body))
     }
+}
+
+/// The first HTTP exchange that broke, and how (for the report).
+static FIRST_HTTP_ERROR: OnceLock<String> = OnceLock::new();
+
+fn http_failure(e: impl fmt::Debug) -> Failure {
+    let _ = FIRST_HTTP_ERROR.set(format!("{e:?}"));
+    Failure::Http
+}
+
+/// How the first HTTP exchange that broke did, if one did.
+pub fn first_http_error() -> Option<&'static str> {
+    FIRST_HTTP_ERROR.get().map(String::as_str)
 }

@@ -7,6 +7,7 @@ mod credentials;
 mod csr;
 mod endpoint;
 mod hold;
+mod mix;
 mod payload;
 mod procfs;
 mod run;
@@ -43,7 +44,31 @@ fn real_main(args: Args) -> Result<()> {
         return runtime.block_on(hold_mode(&args, &endpoint, n));
     }
     let csrs = csr::pool(args.csr_key, args.csr_pool, args.csr_cache.as_deref())?;
+    if args.mix.is_some() {
+        return runtime.block_on(mix_mode(&args, &endpoint, &csrs));
+    }
     runtime.block_on(load_mode(&args, &endpoint, &csrs))
+}
+
+async fn mix_mode(args: &Args, endpoint: &Endpoint, csrs: &[String]) -> Result<()> {
+    let mix = Arc::new(mix::Mix::new(args, endpoint, csrs)?);
+    let config = tls::client_config(&args.cacert, None, args.tls_resume)?;
+    let connector = Arc::new(Connector::new(endpoint, config));
+    let plan = mix::MixPlan {
+        concurrency: args.concurrency,
+        requests: args.requests.context("--mix needs --requests")?,
+        duration: args.duration,
+        mode: args.connection,
+        timeout: args.timeout,
+        sources: args.source.clone(),
+    };
+    let report = mix::drive(plan, connector, mix, args.server_pid).await?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
 }
 
 async fn hold_mode(args: &Args, endpoint: &Endpoint, n: usize) -> Result<()> {

@@ -44,6 +44,23 @@ impl Payload {
         )
     }
 
+    /// onlineca: `POST {path}` with bodies given as they are (oversized ones, say).
+    pub fn onlineca_bodies(
+        path: &str,
+        host: &str,
+        authorization: Option<HeaderValue>,
+        bodies: Vec<Bytes>,
+    ) -> Result<Payload> {
+        Payload::new(
+            Target::Onlineca,
+            path,
+            host,
+            "application/x-www-form-urlencoded",
+            authorization,
+            bodies,
+        )
+    }
+
     /// cfssl: `POST {path}` (`/api/v1/cfssl/authsign`) with an authenticated request:
     /// `{"token": base64(HMAC-SHA256(key, request)), "request": base64(request)}`
     /// where `request` is `{"certificate_request": "<PEM CSR>"}`.

@@ -136,7 +136,13 @@ fn drive(server: &Server, dir: &Path, password: &str, extra: &[&str]) -> serde_j
             .args(["--url", &server.url, "--cacert"])
             .arg(dir.join("ca/ca/root.pem"))
             .args(["--user", "loaduser", "-c", "2", "--warmup", "500ms"])
-            .args(["--duration", "2s", "--csr-key", "p256", "--csr-pool", "4"])
+            .args(["--csr-key", "p256", "--csr-pool", "4"])
+            // A measurement window unless the caller bounds the run itself.
+            .args(if extra.contains(&"--duration") {
+                &[][..]
+            } else {
+                &["--duration", "2s"][..]
+            })
             .args(["--timeout", "20s", "--json", "--server-pid"])
             .arg(server.pid.to_string())
             .args(extra)
@@ -174,6 +180,55 @@ fn password_and_renewal_runs_issue_certificates_without_errors() {
         assert_eq!(report["run"]["auth"], what, "{report}");
         assert!(report["server"]["cpu_ms"].is_number(), "{report}");
     }
+}
+
+#[test]
+fn a_hostile_mix_from_two_addresses_is_counted_by_kind_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = random_password();
+    let server = start(dir.path(), &password);
+    let report = drive(
+        &server,
+        dir.path(),
+        &password,
+        &[
+            "--mix",
+            "good=2,bad=1,unknown=1,oversized=1",
+            "--requests",
+            "40",
+            "--oversized-bytes",
+            "100000,2000000",
+            "--source",
+            "127.0.0.2,127.0.0.3",
+            "--connection",
+            "keepalive",
+            // Only an upper bound: the run ends after its 40 requests.
+            "--duration",
+            "120s",
+        ],
+    );
+    assert_eq!(report["requests"], 40, "{report}");
+    assert_eq!(
+        report["sources"],
+        serde_json::json!(["127.0.0.2", "127.0.0.3"])
+    );
+    // The per-address limit is off here: each kind gets its own answer.
+    assert_eq!(
+        report["by_kind"]["good"],
+        serde_json::json!({"200": 16}),
+        "{report}"
+    );
+    assert_eq!(
+        report["by_kind"]["oversized"],
+        serde_json::json!({"405": 8}),
+        "{report}"
+    );
+    let unknown = &report["by_kind"]["unknown"];
+    assert_eq!(unknown["401"], 8, "{report}");
+    // Wrong passwords: refused, then locked out.
+    let bad = &report["by_kind"]["bad"];
+    let refused = bad["401"].as_u64().unwrap_or(0) + bad["429"].as_u64().unwrap_or(0);
+    assert_eq!(refused, 8, "{report}");
 }
 
 #[test]

@@ -6,6 +6,8 @@ use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header;
 use onlineca_core::csr;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::error::ApiError;
 
@@ -35,8 +37,64 @@ fn csr_from_text(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
 
 /// How much of an oversized body is read and thrown away before answering, so that
 /// the client sees the refusal instead of a reset connection (HTTP/1) or a stream
-/// error (HTTP/2). Past this, the connection is simply closed.
+/// error (HTTP/2). Past this, the answer goes out at once and the rest is read after
+/// it (see [`drain_after_answer`]).
 const DRAIN_FACTOR: usize = 16;
+
+/// After the answer to an oversized upload, how much more of it is read and dropped,
+/// and for how long at most. Without it, HTTP/2 resets the stream once the answer is
+/// out (with NO_ERROR, as RFC 9113 §8.1 allows), which curl 7.x reports as an error
+/// (exit 92) instead of showing the answer, and HTTP/1.1 closes the connection under
+/// a chunked upload (curl: exit 55, "Broken pipe"). Reading the rest lets the upload
+/// end cleanly. Nothing of it is kept: this costs time and bandwidth, not memory.
+const DRAIN_AFTER_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+/// See [`DRAIN_AFTER_ANSWER_BYTES`].
+const DRAIN_AFTER_ANSWER_TIME: Duration = Duration::from_secs(30);
+/// How many uploads may be drained after their answer at once; past this one is cut
+/// short (HTTP/2: the stream reset; HTTP/1.1: the connection closed).
+const DRAINS_AFTER_ANSWER: usize = 256;
+static DRAINING: AtomicUsize = AtomicUsize::new(0);
+
+/// Reads and drops the rest of an upload in the background, within the bounds
+/// above, so that the answer sent meanwhile reaches the client.
+fn drain_after_answer(mut body: Body) {
+    use http_body_util::BodyExt;
+    let full = DRAINING.fetch_add(1, Ordering::SeqCst) >= DRAINS_AFTER_ANSWER;
+    // Taken either way, so that the count is given back either way.
+    let slot = Draining;
+    if full {
+        return;
+    }
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut seen = 0usize;
+        let read_rest = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(data) = frame.into_data() {
+                    seen = seen.saturating_add(data.len());
+                    if seen > DRAIN_AFTER_ANSWER_BYTES {
+                        break;
+                    }
+                }
+            }
+        };
+        let ended = tokio::time::timeout(DRAIN_AFTER_ANSWER_TIME, read_rest).await;
+        tracing::debug!(
+            bytes = seen,
+            timed_out = ended.is_err(),
+            "drained an upload after its answer"
+        );
+    });
+}
+
+/// One count in [`DRAINING`], given back when dropped, however the drain ends.
+struct Draining;
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        DRAINING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A request body read in full, not yet interpreted.
 pub struct RawBody {
@@ -68,6 +126,7 @@ pub async fn collect(req: Request, limit: usize) -> RawBody {
         .and_then(|v| v.parse::<u64>().ok());
     let drain_cap = limit.saturating_mul(DRAIN_FACTOR);
     if declared.is_some_and(|len| len > drain_cap as u64) {
+        drain_after_answer(body);
         return RawBody {
             parts,
             bytes: Err(ApiError::BodyTooLarge(limit)),
@@ -88,7 +147,8 @@ pub async fn discard(req: Request, limit: usize) {
         if let Ok(data) = frame.into_data() {
             seen = seen.saturating_add(data.len());
             if seen > cap {
-                break;
+                drain_after_answer(body);
+                return;
             }
         }
     }
@@ -109,7 +169,8 @@ async fn read_bounded(
             if seen <= limit {
                 buf.extend_from_slice(&data);
             } else if seen > drain_cap {
-                break;
+                drain_after_answer(body);
+                return Err(ApiError::BodyTooLarge(limit));
             }
         }
     }
