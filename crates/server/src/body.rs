@@ -136,22 +136,12 @@ pub async fn collect(req: Request, limit: usize) -> RawBody {
     RawBody { parts, bytes }
 }
 
-/// Reads and drops the body of a request that is refused anyway, up to the same bound
-/// as an oversized one, so that the client sees the answer rather than a reset.
-pub async fn discard(req: Request, limit: usize) {
-    use http_body_util::BodyExt;
-    let mut body = req.into_body();
-    let mut seen = 0usize;
-    let cap = limit.saturating_mul(DRAIN_FACTOR);
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Ok(data) = frame.into_data() {
-            seen = seen.saturating_add(data.len());
-            if seen > cap {
-                drain_after_answer(body);
-                return;
-            }
-        }
-    }
+/// Drops the body of a request refused before its body was read: the answer goes
+/// at once, and the upload is read and dropped behind it within the bounds of
+/// [`DRAIN_AFTER_ANSWER_BYTES`], so that the client sees the answer rather than a
+/// reset, and a slow or endless upload does not hold the answer back.
+pub fn discard(req: Request) {
+    drain_after_answer(req.into_body());
 }
 
 async fn read_bounded(

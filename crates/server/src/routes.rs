@@ -86,14 +86,14 @@ async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Respon
     let conn = req.extensions().get::<ConnInfo>().cloned();
     let peer = conn.as_ref().map(|c| c.peer);
     let client_certs = conn.map(|c| c.client_certs).unwrap_or_default();
-    // The per-address limit comes before the body is buffered, so that a refused
-    // client costs no memory. What it is still sending is read and dropped (bounded):
-    // answering before the upload ends would reach curl as a reset stream or
-    // connection instead of the 429.
+    // The per-address limit comes before the body is read, so that a refused client
+    // costs no memory and waits for nothing: the 429 goes at once, and what the
+    // client is still sending is read and dropped behind it (bounded), so that curl
+    // sees the 429 rather than a reset stream or connection.
     if let (Some(limiter), Some(addr)) = (&state.rate_limiter, peer)
         && let Err(wait) = limiter.take(addr.ip(), std::time::Instant::now())
     {
-        body::discard(req, state.config.server.max_body).await;
+        body::discard(req);
         return fail(&state, &id, None, ApiError::RateLimited(wait));
     }
     let headers = req.headers().clone();
