@@ -34,6 +34,7 @@ prerequisites() {
   check curl "every end-to-end test (fails)" "apt-get install curl" command -v curl
   check python3 "the store-failure test" "apt-get install python3" command -v python3
   check nginx "the relying-party tests" "apt-get install nginx" command -v nginx
+  check htpasswd "the htpasswd import test" "apt-get install apache2-utils" command -v htpasswd
   check "PHP with curl" "the PHP relying-party test" "apt-get install php-cli php-curl" \
     php -r 'exit(function_exists("curl_init") ? 0 : 1);'
   check "Python requests + cryptography" "the Python relying-party tests" \

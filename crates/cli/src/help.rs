@@ -97,9 +97,25 @@ Examples:
 pub const USER_LIST: &str = "\
 STATUS is active, disabled, or locked (too many failed passwords; LOCKED UNTIL says
 until when). Lockouts are kept in the store: every instance sharing it sees them.
+PASSWORD is the scheme of the stored hash: argon2id, or an imported htpasswd scheme
+(bcrypt, sha512-crypt, sha256-crypt, apr1-md5) until the user's next login.
 
 Examples:
   onlineca user list --config /etc/onlineca/onlineca.toml
+";
+
+/// `onlineca user import --help`.
+pub const USER_IMPORT: &str = "\
+Takes `name:hash` lines as Apache htpasswd writes them: bcrypt ($2y$, htpasswd -B),
+SHA-512-crypt and SHA-256-crypt ($6$, $5$), APR1-MD5 ($apr1$, htpasswd -m). Plain-text,
+DES-crypt, {SHA} and MD5-crypt ($1$) lines are refused with their line number. The
+whole file is checked first: one bad line and nothing is imported. Each user's hash is
+verified with its own scheme at the next login and then replaced by argon2id;
+`onlineca user list` shows each user's scheme.
+
+Examples:
+  onlineca user import --htpasswd /etc/onlineca/users.htpasswd --dry-run
+  onlineca user import --htpasswd /etc/onlineca/users.htpasswd
 ";
 
 /// `onlineca user unlock --help`.

@@ -58,6 +58,17 @@ pub enum UserCommand {
     /// List users, with those locked out by failed passwords.
     #[command(after_long_help = crate::help::USER_LIST)]
     List,
+    /// Import users from an Apache htpasswd file (bcrypt, SHA-512/256-crypt,
+    /// APR1-MD5); each hash becomes argon2id at the user's next login.
+    #[command(after_long_help = crate::help::USER_IMPORT)]
+    Import {
+        /// The htpasswd file (`name:hash` lines).
+        #[arg(long, value_name = "FILE")]
+        htpasswd: std::path::PathBuf,
+        /// Check the file and say what would be imported; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Clear a lockout after failed passwords (shared by every instance).
     #[command(after_long_help = crate::help::USER_UNLOCK)]
     Unlock {
@@ -185,8 +196,8 @@ pub async fn run(
                 .filter_map(|(name, f)| Some((name, f.locked_until(lockout, now)?)))
                 .collect();
             println!(
-                "{:<32} {:<9} {:<25} LOCKED UNTIL",
-                "USERNAME", "STATUS", "CREATED"
+                "{:<32} {:<9} {:<13} {:<25} LOCKED UNTIL",
+                "USERNAME", "STATUS", "PASSWORD", "CREATED"
             );
             for u in users {
                 let until = locked.remove(&u.username.to_ascii_lowercase());
@@ -196,9 +207,10 @@ pub async fn run(
                     (false, None) => "active",
                 };
                 println!(
-                    "{:<32} {:<9} {:<25} {}",
+                    "{:<32} {:<9} {:<13} {:<25} {}",
                     u.username,
                     status,
+                    password::Scheme::of(&u.password_hash).name(),
                     rfc3339(u.created_at),
                     until.map(rfc3339).unwrap_or_else(|| "-".into())
                 );
@@ -211,6 +223,9 @@ pub async fn run(
                     locked.len()
                 );
             }
+        }
+        UserCommand::Import { htpasswd, dry_run } => {
+            import_htpasswd(store, template, &htpasswd, dry_run, now).await?;
         }
         UserCommand::Unlock { name } => {
             if store
@@ -225,6 +240,116 @@ pub async fn run(
             }
         }
     }
+    Ok(())
+}
+
+/// One user of an htpasswd file, checked.
+struct ImportLine {
+    line: usize,
+    name: String,
+    hash: String,
+}
+
+/// `user import --htpasswd`: the whole file is checked first, and nothing is
+/// imported unless every line is fine, so that a bad file can be fixed and imported
+/// again without leftovers.
+async fn import_htpasswd(
+    store: &dyn Store,
+    template: &onlineca_core::SubjectTemplate,
+    path: &std::path::Path,
+    dry_run: bool,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut ok = Vec::new();
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let entry = raw.trim_end_matches('\r');
+        if entry.trim().is_empty() || entry.trim_start().starts_with('#') {
+            continue;
+        }
+        // Never echo the line: it holds a hash (or, refused, perhaps a password).
+        let Some((name, hash)) = entry.split_once(':') else {
+            problems.push(format!("line {line}: no ':' between name and hash"));
+            continue;
+        };
+        // htpasswd files written by other tools may carry fields after the hash.
+        let hash = hash.split(':').next().unwrap_or_default();
+        if let Err(e) = template.render(name) {
+            problems.push(format!("line {line}: username {name:?}: {e}"));
+            continue;
+        }
+        if let Some(why) = password::import_problem(hash) {
+            problems.push(format!("line {line}: user {name:?}: {why}"));
+            continue;
+        }
+        if !seen.insert(name.to_ascii_lowercase()) {
+            problems.push(format!("line {line}: user {name:?} appears twice"));
+            continue;
+        }
+        if store.get_user(name).await?.is_some() {
+            problems.push(format!("line {line}: user {name:?} already exists"));
+            continue;
+        }
+        ok.push(ImportLine {
+            line,
+            name: name.to_string(),
+            hash: hash.to_string(),
+        });
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{}: {p}", path.display());
+        }
+        bail!(
+            "nothing imported: {} line(s) refused; fix or remove them and run again",
+            problems.len()
+        );
+    }
+    let mut schemes = std::collections::BTreeMap::<&str, usize>::new();
+    for l in &ok {
+        *schemes
+            .entry(password::Scheme::of(&l.hash).name())
+            .or_default() += 1;
+    }
+    let summary: Vec<String> = schemes.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    if dry_run {
+        for l in &ok {
+            eprintln!(
+                "would import {:?} (line {}, {})",
+                l.name,
+                l.line,
+                password::Scheme::of(&l.hash).name()
+            );
+        }
+        eprintln!(
+            "dry run: {} user(s) would be imported ({}); nothing changed",
+            ok.len(),
+            summary.join(", ")
+        );
+        return Ok(());
+    }
+    for (done, l) in ok.iter().enumerate() {
+        let added = store
+            .add_user(&User::new(l.name.clone(), l.hash.clone(), now)?)
+            .await;
+        if let Err(e) = added {
+            bail!(
+                "line {}: user {:?}: {e}; {done} user(s) before it were imported",
+                l.line,
+                l.name
+            );
+        }
+    }
+    eprintln!(
+        "imported {} user(s) ({}); each password becomes argon2id at the user's next login \
+         (onlineca user list shows which)",
+        ok.len(),
+        summary.join(", ")
+    );
     Ok(())
 }
 

@@ -6,18 +6,9 @@ mod common;
 
 use common::*;
 
-/// A second instance of `a`: the same CA files and the same database file.
+/// A second instance of `a` on the same database file.
 fn twin(a: &TestCa, store_line: &str) -> TestCa {
-    let mut b = TestCa::init(&[]);
-    for f in [
-        "ca/issuing.pem",
-        "ca/issuing.key",
-        "ca/root.pem",
-        "tls/server.pem",
-        "tls/server.key",
-    ] {
-        std::fs::copy(a.home.join(f), b.home.join(f)).unwrap();
-    }
+    let mut b = TestCa::twin_of(a);
     b.edit_config("url = \"sqlite://onlineca.db\"", store_line);
     b.edit_config("max_failures = 5", "max_failures = 3");
     b.start();

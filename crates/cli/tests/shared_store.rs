@@ -69,16 +69,7 @@ fn two_servers_share_one_postgresql_store() {
     a.edit_config("rate_limit = 120", "rate_limit = 0");
     a.start();
     // The second instance: the same CA files and the same database.
-    let mut b = TestCa::init(&[]);
-    for f in [
-        "ca/issuing.pem",
-        "ca/issuing.key",
-        "ca/root.pem",
-        "tls/server.pem",
-        "tls/server.key",
-    ] {
-        std::fs::copy(a.home.join(f), b.home.join(f)).unwrap();
-    }
+    let mut b = TestCa::twin_of(&a);
     b.edit_config("url = \"sqlite://onlineca.db\"", &store_line);
     b.edit_config("poll = \"5s\"", "poll = \"200ms\"");
     b.edit_config("rate_limit = 120", "rate_limit = 0");

@@ -156,6 +156,7 @@ impl PasswordCheck {
         match &user {
             Some(u) if ok => {
                 attempt.succeeded().await?;
+                upgrade_imported(store, u, &creds.password, now).await;
                 self.cache
                     .insert(&name, &creds.password, &u.password_hash, Instant::now());
                 accept(u)
@@ -165,6 +166,40 @@ impl PasswordCheck {
                 Err(ApiError::BadCredentials)
             }
         }
+    }
+}
+
+/// Replaces a hash imported from an htpasswd file by argon2id, now that the right
+/// password is known: once per user, transparently. A failure leaves the old hash
+/// (it still verifies) and is logged; the login stands.
+async fn upgrade_imported(store: &dyn Store, u: &User, password: &str, now: OffsetDateTime) {
+    let scheme = onlineca_core::password::Scheme::of(&u.password_hash);
+    if !scheme.is_imported() {
+        return;
+    }
+    let pw = password.to_string();
+    let hashed = tokio::task::spawn_blocking(move || onlineca_core::password::hash(&pw)).await;
+    let outcome = match hashed {
+        Ok(Ok(new)) => store
+            .upgrade_password(&u.username, &u.password_hash, &new, now)
+            .await
+            .map_err(|e| e.to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match outcome {
+        Ok(true) => tracing::info!(
+            user = %u.username,
+            from = scheme.name(),
+            "imported password hash replaced by argon2id"
+        ),
+        // Changed meanwhile (the operator set a password): theirs stands.
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            user = %u.username,
+            error = %e,
+            "could not replace an imported password hash; it stays in use"
+        ),
     }
 }
 

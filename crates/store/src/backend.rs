@@ -165,6 +165,27 @@ macro_rules! impl_store {
                 found(r.rows_affected(), username)
             }
 
+            async fn upgrade_password(
+                &self,
+                username: &str,
+                old: &str,
+                new: &str,
+                now: OffsetDateTime,
+            ) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE users SET password_hash = $1, updated_at = $2 \
+                     WHERE lower(username) = lower($3) AND password_hash = $4",
+                )
+                .bind(new)
+                .bind(to_secs(now))
+                .bind(username)
+                .bind(old)
+                .execute(&self.$writes)
+                .await
+                .map_err(map_err)?;
+                Ok(r.rows_affected() > 0)
+            }
+
             async fn set_disabled(
                 &self,
                 username: &str,

@@ -301,6 +301,16 @@ pub trait Store: Send + Sync + 'static {
     async fn add_user(&self, u: &User) -> Result<()>;
     /// Replaces a user's password hash; [`StoreError::UserNotFound`] if there is no such user.
     async fn set_password(&self, username: &str, hash: &str, now: OffsetDateTime) -> Result<()>;
+    /// Replaces a user's password hash `old` by `new`, only if it is still `old`
+    /// (an imported hash upgraded at login must not undo a password the operator
+    /// set meanwhile); whether it was replaced.
+    async fn upgrade_password(
+        &self,
+        username: &str,
+        old: &str,
+        new: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool>;
     /// Enables or disables a user; [`StoreError::UserNotFound`] if there is no such user.
     async fn set_disabled(&self, username: &str, disabled: bool, now: OffsetDateTime)
     -> Result<()>;

@@ -680,6 +680,30 @@ mod suite {
         assert!(a.list_login_failures().await.unwrap().is_empty());
     }
 
+    /// An imported hash is replaced only while it is still the one read.
+    pub async fn password_upgrade_is_compare_and_set(fx: Fixture) {
+        let s = fx.open().await;
+        let t = datetime!(2026-09-01 00:00 UTC);
+        let u = User::new("Imp", "$2y$05$old", t).unwrap();
+        s.add_user(&u).await.unwrap();
+        assert!(
+            s.upgrade_password("imp", "$2y$05$old", "$argon2id$new", t)
+                .await
+                .unwrap()
+        );
+        // Changed meanwhile: the second upgrade from the old hash does nothing.
+        assert!(
+            !s.upgrade_password("IMP", "$2y$05$old", "$argon2id$other", t)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            s.get_user("imp").await.unwrap().unwrap().password_hash,
+            "$argon2id$new"
+        );
+        assert!(!s.upgrade_password("nobody", "a", "b", t).await.unwrap());
+    }
+
     /// Revoking reaches renewals, transitively, but not the renewed-from, and not
     /// what is expired or revoked already.
     pub async fn revocation_reaches_renewals(fx: Fixture) {
@@ -1031,6 +1055,7 @@ suite_tests!(
     concurrent_writes,
     issued_with_account,
     revocation_reaches_renewals,
+    password_upgrade_is_compare_and_set,
     login_failures,
     key_compromise_reaches_the_key,
     user_queries_ignore_case,

@@ -106,6 +106,23 @@ impl TestCa {
         }
     }
 
+    /// A second instance of `first`, not started: a CA directory of its own with
+    /// `first`'s CA and TLS certificates and keys, for tests of instances that share
+    /// a store (point its `[store] url` at the same database).
+    pub fn twin_of(first: &TestCa) -> TestCa {
+        let twin = TestCa::init(&[]);
+        for f in [
+            "ca/issuing.pem",
+            "ca/issuing.key",
+            "ca/root.pem",
+            "tls/server.pem",
+            "tls/server.key",
+        ] {
+            std::fs::copy(first.home.join(f), twin.home.join(f)).unwrap();
+        }
+        twin
+    }
+
     /// A default CA, started.
     pub fn start_default() -> TestCa {
         let mut ca = TestCa::init(&[]);
