@@ -127,6 +127,17 @@ Examples:
   onlineca user unlock alice --config /etc/onlineca/onlineca.toml
 ";
 
+/// `onlineca user test --help`.
+pub const USER_TEST: &str = "\
+Checks one user's password against the configured sources, the local store first,
+then the [ldap] directory, and says which answered. Nothing is issued, no lockout is
+counted and no shadow account is created: for operators debugging a directory.
+
+Examples:
+  onlineca user test alice --config /etc/onlineca/onlineca.toml
+  printf '%s\\n' \"$PASSWORD\" | onlineca user test alice --password-stdin
+";
+
 /// `onlineca cert --help`.
 pub const CERT: &str = "\
 Examples:

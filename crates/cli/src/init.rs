@@ -305,6 +305,25 @@ poll = "5s"                        # how often the store is asked whether anythi
 # subject = "/O=Example/OU=Portals/CN=portal.example.org"   # compared on the parsed name
 # users = ["alice", "lab-*"]         # exact names and globs (* and ?), or ["*"] for all
 # lifetime = "1h"                    # optional: shorter certificates for this retriever
+
+# An LDAP directory as a second password source (docs/directory.md): a username with
+# no local password is checked by binding to the directory as that user. Off unless
+# this section is present. `onlineca config check` binds and reports the directory;
+# `onlineca user test NAME` checks one user's password without issuing anything.
+# [ldap]
+# url = "ldaps://ldap.example.org"   # or ldap://... with starttls = true
+# starttls = false
+# ca = "ldap-ca.pem"                 # PEM: the CA of the directory's TLS certificate
+# bind_dn = "uid={{username}},ou=people,dc=example,dc=org"   # direct bind; AD: "{{username}}@example.org"
+# # ... or search, then bind as the entry found (not both):
+# # search_base = "ou=people,dc=example,dc=org"
+# # search_filter = "(uid={{username}})"                     # AD: "(sAMAccountName={{username}})"
+# # search_bind_dn = "cn=onlineca,ou=services,dc=example,dc=org"
+# # search_bind_password_file = "ldap-bind.pw"              # first line; keep it mode 600
+# # require_group = "cn=ca-users,ou=groups,dc=example,dc=org"  # member, uniqueMember or memberOf
+# # insecure = false                 # true allows plain ldap:// without StartTLS
+# # timeout = "5s"                   # one directory check at most; then 503 with Retry-After
+# # max_connections = 8              # directory checks and pooled connections at once
 "#,
         listen = args.listen,
     )

@@ -174,7 +174,14 @@ async fn run(command: Command) -> Result<()> {
                 max_failures: cfg.auth.max_failures,
                 period: time::Duration::try_from(cfg.auth.lockout).unwrap_or(time::Duration::MAX),
             };
-            let r = users::run(command, store.as_ref(), &template, &lockout).await;
+            let r = users::run(
+                command,
+                store.as_ref(),
+                &template,
+                &lockout,
+                cfg.ldap.as_ref(),
+            )
+            .await;
             store.close().await;
             r
         }
@@ -203,12 +210,44 @@ async fn run(command: Command) -> Result<()> {
             let users = store.list_users().await?.len();
             store.close().await;
             print!("{summary}");
+            if let Some(dir) = &state.passwords.directory {
+                let probe = dir
+                    .probe()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("[ldap] directory: {e}"))?;
+                directory_report(&probe, dir.settings());
+            }
             println!(
                 "ok: issuing CA {} (valid until {}), {users} users",
                 state.ca.subject_oneline(),
                 state.ca.not_after(),
             );
             Ok(())
+        }
+    }
+}
+
+/// What `config check` found out about the directory.
+fn directory_report(
+    probe: &onlineca_server::ldap::Probe,
+    cfg: &onlineca_server::ldap::LdapSection,
+) {
+    if let Some(c) = &probe.certificate {
+        println!("ldap: TLS certificate {c}");
+    }
+    if probe.search_bind == Some(true) {
+        println!(
+            "ldap: bound as {}",
+            cfg.search_bind_dn.as_deref().unwrap_or("")
+        );
+    }
+    if let Some(group) = &cfg.require_group {
+        match probe.group_exists {
+            Some(true) => println!("ldap: group {group} exists"),
+            Some(false) => {
+                println!("ldap: WARNING: group {group} does not exist: nobody can log in")
+            }
+            None => println!("ldap: group {group} cannot be read with these credentials"),
         }
     }
 }

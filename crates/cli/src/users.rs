@@ -69,6 +69,16 @@ pub enum UserCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check one user's password against the local store, then the [ldap] directory,
+    /// without issuing anything; says which source answered.
+    #[command(after_long_help = crate::help::USER_TEST)]
+    Test {
+        /// The username.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Clear a lockout after failed passwords (shared by every instance).
     #[command(after_long_help = crate::help::USER_UNLOCK)]
     Unlock {
@@ -106,6 +116,7 @@ pub async fn run(
     store: &dyn Store,
     template: &onlineca_core::SubjectTemplate,
     lockout: &LockoutPolicy,
+    ldap: Option<&onlineca_server::ldap::LdapSection>,
 ) -> Result<()> {
     let now = OffsetDateTime::now_utc();
     match cmd {
@@ -227,6 +238,10 @@ pub async fn run(
         UserCommand::Import { htpasswd, dry_run } => {
             import_htpasswd(store, template, &htpasswd, dry_run, now).await?;
         }
+        UserCommand::Test {
+            name,
+            password_stdin,
+        } => test_password(store, ldap, &name, password_stdin).await?,
         UserCommand::Unlock { name } => {
             if store
                 .clear_login_failures(&name.to_ascii_lowercase())
@@ -351,6 +366,71 @@ async fn import_htpasswd(
         summary.join(", ")
     );
     Ok(())
+}
+
+/// `user test`: the local store first (a row with a local hash), else the directory.
+/// Counts no failure and creates no shadow account.
+async fn test_password(
+    store: &dyn Store,
+    ldap: Option<&onlineca_server::ldap::LdapSection>,
+    name: &str,
+    password_stdin: bool,
+) -> Result<()> {
+    use onlineca_server::ldap::{Directory, LDAP_MARKER, Verdict};
+    let user = store.get_user(name).await?;
+    let local = user.as_ref().filter(|u| u.password_hash != LDAP_MARKER);
+    if local.is_none() && ldap.is_none() {
+        bail!("no user {name:?} in the store, and no [ldap] directory is configured");
+    }
+    let pw = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        crate::prompt::secret("Password: ", "the password", "--password-stdin")?
+    };
+    if let Some(u) = local {
+        let hash = u.password_hash.clone();
+        let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash)).await?;
+        if !ok {
+            bail!("local store: wrong password for {:?}", u.username);
+        }
+        let state = if u.disabled {
+            " (but the account is disabled)"
+        } else {
+            ""
+        };
+        println!("local store: password accepted for {:?}{state}", u.username);
+        return Ok(());
+    }
+    let section = ldap.context("no [ldap] directory is configured")?;
+    onlineca_core::subject::validate_username(name)?;
+    let dir = Directory::new(section)?;
+    match dir.authenticate(name, &pw).await {
+        Ok(Verdict::Accepted(entry)) => {
+            println!(
+                "directory: password accepted for {name:?}: entry {} (account {})",
+                entry.dn,
+                entry.account_id()
+            );
+            match user {
+                Some(u) if u.disabled => println!("shadow account: disabled (refused at login)"),
+                Some(u) if u.account_id != entry.account_id() => println!(
+                    "shadow account: {} differs: the entry was created again; the next login \
+                     makes it a new account",
+                    u.account_id
+                ),
+                Some(_) => println!("shadow account: present, enabled"),
+                None => println!("shadow account: none yet (created at the first login)"),
+            }
+            Ok(())
+        }
+        Ok(Verdict::Refused(reason)) => bail!("directory: refused {name:?}: {reason}"),
+        Err(e) => bail!("directory unavailable: {e}"),
+    }
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {

@@ -9,6 +9,8 @@ pub enum AuthMethod {
     Retriever,
     /// A valid certificate of this CA, renewing itself.
     Renewal,
+    /// HTTP Basic username and password checked by binding to the LDAP directory.
+    Ldap,
 }
 
 impl AuthMethod {
@@ -18,6 +20,7 @@ impl AuthMethod {
             AuthMethod::Password => "password",
             AuthMethod::Retriever => "retriever",
             AuthMethod::Renewal => "renewal",
+            AuthMethod::Ldap => "ldap",
         }
     }
 }
@@ -48,6 +51,18 @@ impl Principal {
             method: AuthMethod::Password,
             retriever: None,
             account_id: None,
+            renews: None,
+        }
+    }
+
+    /// A user whose password the directory accepted, with the account of the
+    /// local shadow row.
+    pub fn ldap(username: impl Into<String>, account_id: impl Into<String>) -> Self {
+        Principal {
+            username: username.into(),
+            method: AuthMethod::Ldap,
+            retriever: None,
+            account_id: Some(account_id.into()),
             renews: None,
         }
     }

@@ -80,6 +80,8 @@ pub struct PasswordCheck {
     pub cache: CredentialCache,
     gates: UserGates,
     pool: PasswordPool,
+    /// `[ldap]`, if configured: the source for names without a local password.
+    pub directory: Option<crate::ldap::Directory>,
 }
 
 impl PasswordCheck {
@@ -90,7 +92,14 @@ impl PasswordCheck {
             cache: CredentialCache::new(auth.credential_cache, auth.credential_cache_size),
             gates: UserGates::new(),
             pool: PasswordPool::start(auth.password_threads, auth.password_queue)?,
+            directory: None,
         })
+    }
+
+    /// The same check, with the directory as a second source.
+    pub fn with_directory(mut self, directory: Option<crate::ldap::Directory>) -> Self {
+        self.directory = directory;
+        self
     }
 
     /// How many argon2 verifications were made (cache hits make none).
@@ -141,6 +150,18 @@ impl PasswordCheck {
         {
             attempt.succeeded().await?;
             return accept(u);
+        }
+        // Names without a local password go to the directory (a validated name
+        // only: the directory never sees what the subject could not carry).
+        if let Some(dir) = &self.directory
+            && user
+                .as_ref()
+                .map_or(validate_username(&creds.username).is_ok(), |u| {
+                    u.password_hash == crate::ldap::LDAP_MARKER
+                })
+        {
+            let user = user.as_ref();
+            return crate::ldap::check(self, dir, store, &name, &creds, user, attempt, now).await;
         }
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok = match self.pool.verify(creds.password.clone(), stored).await {
@@ -207,6 +228,9 @@ async fn upgrade_imported(store: &dyn Store, u: &User, password: &str, now: Offs
 fn accept(u: &User) -> Result<Principal, ApiError> {
     if u.disabled {
         Err(ApiError::UserDisabled)
+    } else if u.password_hash == crate::ldap::LDAP_MARKER {
+        // A cached directory password: still the directory's method.
+        Ok(Principal::ldap(u.username.clone(), u.account_id.clone()))
     } else {
         Ok(Principal::password(u.username.clone()).with_account(u.account_id.clone()))
     }

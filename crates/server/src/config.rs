@@ -364,6 +364,9 @@ pub struct Config {
     /// `[crl]`.
     #[serde(default)]
     pub crl: crate::crl::CrlSection,
+    /// `[ldap]`: the directory as a second password source (off when absent).
+    #[serde(default)]
+    pub ldap: Option<crate::ldap::LdapSection>,
     /// The file this came from (not a key in it).
     #[serde(skip)]
     pub path: PathBuf,
@@ -439,6 +442,9 @@ impl Config {
         }
         for p in &mut cfg.auth.retriever_crls {
             abs(p);
+        }
+        if let Some(l) = cfg.ldap.as_mut() {
+            l.absolute_paths(abs);
         }
         cfg.store.url = absolute_store_url(&cfg.store.url, &base);
         cfg.check()?;
@@ -526,6 +532,9 @@ impl Config {
         crate::retriever::check_config(self)
             .map_err(|(key, message)| self.invalid(key, message))?;
         if let Some((key, message)) = self.crl.problem() {
+            return Err(self.invalid(key, message));
+        }
+        if let Some((key, message)) = self.ldap.as_ref().and_then(|l| l.problem()) {
             return Err(self.invalid(key, message));
         }
         Ok(())
@@ -659,6 +668,13 @@ impl Config {
         line("crl.next_update", d(self.crl.next_update));
         line("crl.refresh", d(self.crl.refresh));
         line("crl.poll", d(self.crl.poll));
+        line(
+            "ldap",
+            self.ldap
+                .as_ref()
+                .map(|l| l.describe())
+                .unwrap_or_else(|| "(none: passwords are checked against the store only)".into()),
+        );
         out
     }
 }

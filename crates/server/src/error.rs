@@ -91,6 +91,10 @@ pub enum ApiError {
     /// The store cannot be reached: nothing was issued.
     #[error("storage unavailable: {0}")]
     StoreUnavailable(String),
+    /// The LDAP directory did not answer (down, slow, or its TLS certificate not
+    /// trusted): a directory user can be told neither yes nor no. Not a failed password.
+    #[error("directory unavailable: {0}")]
+    DirectoryUnavailable(String),
     /// Anything else on the server side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -129,7 +133,9 @@ impl ApiError {
             | ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::StoreUnavailable(_) | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable(_) | ApiError::DirectoryUnavailable(_) | ApiError::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,6 +150,11 @@ impl ApiError {
                 ApiError::StoreUnavailable(_) => {
                     format!(
                         "service temporarily unavailable (storage); nothing was issued; request id {request_id}\n"
+                    )
+                }
+                ApiError::DirectoryUnavailable(_) => {
+                    format!(
+                        "service temporarily unavailable (directory); nothing was issued; request id {request_id}\n"
                     )
                 }
                 ApiError::Busy => format!("{self}; nothing was issued\n"),
@@ -165,7 +176,7 @@ impl ApiError {
             ApiError::LockedOut(wait) | ApiError::RateLimited(wait) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(*wait)));
             }
-            ApiError::StoreUnavailable(_) => {
+            ApiError::StoreUnavailable(_) | ApiError::DirectoryUnavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             ApiError::Busy => {

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod crl;
 pub mod error;
 pub mod issuance;
+pub mod ldap;
 pub mod lockout;
 pub mod password_pool;
 pub mod ratelimit;

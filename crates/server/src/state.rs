@@ -62,6 +62,9 @@ pub enum StartError {
         /// Why (shown in the message, so not a `source`).
         error: std::io::Error,
     },
+    /// The `[ldap]` settings name a file that cannot be used.
+    #[error("{0}")]
+    Directory(#[from] crate::ldap::DirectoryConfigError),
     /// Another I/O failure while setting up.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -169,7 +172,13 @@ impl AppState {
         };
         Ok(AppState {
             client_auth,
-            passwords: PasswordCheck::new(&config.auth)?,
+            passwords: PasswordCheck::new(&config.auth)?.with_directory(
+                config
+                    .ldap
+                    .as_ref()
+                    .map(crate::ldap::Directory::new)
+                    .transpose()?,
+            ),
             rate_limiter: (config.server.rate_limit > 0).then(|| {
                 crate::ratelimit::RateLimiter::new(
                     config.server.rate_limit,

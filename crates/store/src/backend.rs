@@ -204,6 +204,24 @@ macro_rules! impl_store {
                 found(r.rows_affected(), username)
             }
 
+            async fn set_account_id(
+                &self,
+                username: &str,
+                account_id: &str,
+                now: OffsetDateTime,
+            ) -> Result<()> {
+                let r = sqlx::query(
+                    "UPDATE users SET account_id = $1, updated_at = $2 WHERE lower(username) = lower($3)",
+                )
+                .bind(account_id)
+                .bind(to_secs(now))
+                .bind(username)
+                .execute(&self.$writes)
+                .await
+                .map_err(map_err)?;
+                found(r.rows_affected(), username)
+            }
+
             async fn remove_user(&self, username: &str) -> Result<()> {
                 let r = sqlx::query("DELETE FROM users WHERE lower(username) = lower($1)")
                     .bind(username)

@@ -314,6 +314,15 @@ pub trait Store: Send + Sync + 'static {
     /// Enables or disables a user; [`StoreError::UserNotFound`] if there is no such user.
     async fn set_disabled(&self, username: &str, disabled: bool, now: OffsetDateTime)
     -> Result<()>;
+    /// Replaces the account id of a user: the name now belongs to another person (a
+    /// directory entry deleted and created again), so that certificates of the old
+    /// account no longer renew; [`StoreError::UserNotFound`] if there is no such user.
+    async fn set_account_id(
+        &self,
+        username: &str,
+        account_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<()>;
     /// Removes a user (their certificate records stay); [`StoreError::UserNotFound`]
     /// if there is no such user.
     async fn remove_user(&self, username: &str) -> Result<()>;

@@ -227,6 +227,17 @@ mod suite {
         s.set_disabled("alice", false, t2).await.unwrap();
         assert!(!s.get_user("alice").await.unwrap().unwrap().disabled);
 
+        // A directory entry created again is another person: a new account id,
+        // the rest of the row kept.
+        let t3 = datetime!(2026-02-05 00:00:00 UTC);
+        s.set_account_id("ALICE", "ldap:new-uuid", t3)
+            .await
+            .unwrap();
+        let a = s.get_user("alice").await.unwrap().unwrap();
+        assert_eq!(a.account_id, "ldap:new-uuid");
+        assert_eq!(a.updated_at, t3);
+        assert_eq!(a.password_hash, "newhash");
+
         for name in ["bob", "Zed", "carol"] {
             s.add_user(&user(name)).await.unwrap();
         }
@@ -252,6 +263,7 @@ mod suite {
         let nf = |r: onlineca_store::Result<()>| matches!(r, Err(StoreError::UserNotFound(n)) if n == "ghost");
         assert!(nf(s.set_password("ghost", "h", now).await));
         assert!(nf(s.set_disabled("ghost", true, now).await));
+        assert!(nf(s.set_account_id("ghost", "x", now).await));
         assert!(nf(s.remove_user("ghost").await));
         s.add_user(&user("ghost")).await.unwrap();
         s.remove_user("ghost").await.unwrap();
