@@ -433,17 +433,51 @@ fn search_bind_over_starttls_and_a_directory_gone() {
     };
     let carol_pw = ldap.add_user("carol", true);
     let erin_pw = ldap.add_user("erin", true);
+    let gus_pw = ldap.add_user("gus", true);
+    let hal_pw = ldap.add_user("hal", true);
     let mut ca = TestCa::init(&[]);
     ca.append_config(&ldap.search(&ca.home));
     ca.start();
     let local_pw = ca.add_user("local-lena");
-    let (_key, csr) = make_csr(ca.dir.path(), "c", "ec", Some("P-256"), "/CN=x", &[]);
+    let (key, csr) = make_csr(ca.dir.path(), "c", "ec", Some("P-256"), "/CN=x", &[]);
 
     let r = ca.post_csr("carol", &carol_pw, &csr);
     assert_eq!(r.status, 200, "{}", r.text());
     let pem = ca.path("carol.pem");
     std::fs::write(&pem, &r.body).unwrap();
     assert!(x509_text(&pem).contains("CN = carol"));
+    let carol = (pem, key.clone());
+
+    // Renewal asks the directory (with the search account): gus, deleted from the
+    // directory, and hal, taken out of the group, stop renewing at once.
+    let gus = keep(&ca, &ca.post_csr("gus", &gus_pw, &csr), "gus", &key);
+    let hal = keep(&ca, &ca.post_csr("hal", &hal_pw, &csr), "hal", &key);
+    for c in [&gus, &hal, &carol] {
+        assert_eq!(renew(&ca, c, &csr).status, 200);
+    }
+    ldap.delete_user("gus");
+    let out = ldap.admin(
+        "ldapmodify",
+        &format!(
+            "dn: {GROUP}\nchangetype: modify\ndelete: member\nmember: uid=hal,ou=people,{SUFFIX}\n"
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for c in [&gus, &hal] {
+        let r = renew(&ca, c, &csr);
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert!(
+            r.text()
+                .contains("directory entry is gone or no longer in the required group"),
+            "{}",
+            r.text()
+        );
+    }
+    assert_eq!(renew(&ca, &carol, &csr).status, 200, "carol is still there");
     // Hostile names cannot widen the search to match carol.
     for name in ["*", "carol)(uid=*", "c*", "carol\u{0}"] {
         assert_eq!(
@@ -464,6 +498,9 @@ fn search_bind_over_starttls_and_a_directory_gone() {
         assert!(r.header("retry-after").is_some());
     }
     assert_eq!(ca.post_csr("local-lena", &local_pw, &csr).status, 200);
+    // Nor can a directory user renew while the directory cannot say yes.
+    let r = renew(&ca, &carol, &csr);
+    assert_eq!(r.status, 503, "{}", r.text());
     let (list, _) = ca.cli_ok(&["user", "list"]);
     assert!(!list.contains("locked"), "{list}");
     let out = ca.cli(&["config", "check"]);

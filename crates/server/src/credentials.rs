@@ -123,6 +123,9 @@ pub async fn authenticate(
                 ApiError::RenewalRefused("the form field 'username' names another user"),
             ));
         }
+        directory_still_entitles(state, &principal)
+            .await
+            .map_err(|e| refuse(Some(&principal.username), e))?;
         return Ok(Authenticated {
             principal,
             lifetime_cap: Some(original_lifetime),
@@ -221,6 +224,31 @@ pub async fn authenticate(
         lifetime_cap,
         body,
     })
+}
+
+/// For the renewal of a directory user's certificate: the directory must still
+/// hold the entry (and have it in the required group), as a password login would
+/// find; the store's account alone does not know that someone left.
+async fn directory_still_entitles(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
+    let (Some(dir), Some(entry)) = (
+        state.passwords.directory.as_ref(),
+        principal
+            .account_id
+            .as_deref()
+            .and_then(|a| a.strip_prefix("ldap:")),
+    ) else {
+        return Ok(());
+    };
+    match dir.still_entitled(entry).await {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => {
+            tracing::info!(user = %principal.username, reason = %why, "renewal refused by the directory");
+            Err(ApiError::RenewalRefused(
+                "the user's directory entry is gone or no longer in the required group",
+            ))
+        }
+        Err(e) => Err(ApiError::DirectoryUnavailable(e.0)),
+    }
 }
 
 /// A body read already, or still to read.

@@ -246,6 +246,32 @@ pub enum Verdict {
     Refused(String),
 }
 
+/// `entry` if it is an `entryUUID` (RFC 4122 text form).
+fn as_entry_uuid(entry: &str) -> Option<&str> {
+    let shape = entry.len() == 36
+        && entry.char_indices().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    shape.then_some(entry)
+}
+
+/// An AD `objectGUID` (32 hex digits, as the account id holds it) as a filter
+/// value: every byte escaped (RFC 4515), as binary attributes are compared.
+fn as_object_guid(entry: &str) -> Option<String> {
+    let shape = entry.len() == 32 && entry.chars().all(|c| c.is_ascii_hexdigit());
+    shape.then(|| {
+        entry
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| format!("\\{}", String::from_utf8_lossy(pair)))
+            .collect()
+    })
+}
+
 /// The entry a user bound as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryEntry {
@@ -490,6 +516,76 @@ impl Directory {
                 humantime::format_duration(self.cfg.timeout)
             ))),
         }
+    }
+
+    /// Whether the directory still holds the entry a shadow account stands for
+    /// (`entry`: its account id without `ldap:`) and, if a group is required, has
+    /// it in the group: asked at every renewal of a directory user's certificate, so
+    /// that someone removed from the directory or the group stops renewing.
+    /// `Ok(None)` when the entry is there (or cannot be looked up without a search
+    /// account: then only `user disable` stops renewals); `Ok(Some(reason))`, for
+    /// the log, when it is not.
+    pub async fn still_entitled(&self, entry: &str) -> Result<Option<String>, Unavailable> {
+        if self.cfg.search_bind_dn.is_none() {
+            return Ok(None);
+        }
+        let deadline = tokio::time::Instant::now() + self.cfg.timeout;
+        let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
+            .await
+            .map_err(|_| Unavailable("every directory connection is busy".into()))?
+            .map_err(|_| Unavailable("directory closed".into()))?;
+        let mut ldap = tokio::time::timeout_at(deadline, self.take())
+            .await
+            .map_err(|_| Unavailable(format!("no connection to {} in time", self.cfg.url)))??;
+        match tokio::time::timeout_at(deadline, self.look_up(&mut ldap, entry)).await {
+            Ok(Ok(v)) => {
+                self.give_back(ldap);
+                Ok(v)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Unavailable(format!(
+                "no answer from {} within {}",
+                self.cfg.url,
+                humantime::format_duration(self.cfg.timeout)
+            ))),
+        }
+    }
+
+    async fn look_up(&self, ldap: &mut Ldap, entry: &str) -> Result<Option<String>, Unavailable> {
+        self.search_bind(ldap).await?;
+        let attrs = vec!["memberOf"];
+        let found = if let Some(uuid) = as_entry_uuid(entry) {
+            let base = self.cfg.search_base.as_deref().unwrap_or("");
+            let filter = format!("(entryUUID={})", escape_filter_value(uuid));
+            ldap.search(base, Scope::Subtree, &filter, attrs).await
+        } else if let Some(guid) = as_object_guid(entry) {
+            let base = self.cfg.search_base.as_deref().unwrap_or("");
+            ldap.search(base, Scope::Subtree, &format!("(objectGUID={guid})"), attrs)
+                .await
+        } else {
+            // The account id is the entry's DN (a directory without entry uuids).
+            ldap.search(entry, Scope::Base, "(objectClass=*)", attrs)
+                .await
+        };
+        let entries = match classify(found.and_then(|r| r.success()), "looking the entry up")? {
+            Outcome::Ok((entries, _)) => entries,
+            // noSuchObject for a DN that is gone, among others.
+            Outcome::No(m) => return Ok(Some(format!("{entry}: {m}"))),
+        };
+        let Some(raw) = entries.into_iter().next() else {
+            return Ok(Some(format!("no directory entry {entry} any more")));
+        };
+        let found = SearchEntry::construct(raw);
+        if let Some(group) = &self.cfg.require_group {
+            let member_of = found.attrs.get("memberOf").cloned().unwrap_or_default();
+            if !self.in_group(ldap, group, &found.dn, &member_of).await? {
+                return Ok(Some(format!(
+                    "{} is no longer in the required group {group}",
+                    found.dn
+                )));
+            }
+        }
+        Ok(None)
     }
 
     async fn search_bind(&self, ldap: &mut Ldap) -> Result<Outcome<()>, Unavailable> {
