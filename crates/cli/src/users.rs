@@ -183,6 +183,21 @@ pub async fn run(
         UserCommand::Disable { name } => {
             match store.set_disabled(&name, true, now).await {
                 Ok(()) => {}
+                // A directory user who never logged in has no shadow account yet:
+                // record one, disabled, as the local marker that refuses them.
+                Err(StoreError::UserNotFound(_)) if ldap.is_some() => {
+                    template.render(&name)?;
+                    let mut marker = User::new(name.clone(), password::DIRECTORY_MARKER, now)?;
+                    marker.disabled = true;
+                    // Bound to no entry yet: the first login binds it.
+                    marker.account_id = format!("ldap:unbound-{}", marker.account_id);
+                    store.add_user(&marker).await?;
+                    eprintln!(
+                        "no local account {name:?}: recorded a disabled marker, so the \
+                         directory user {name:?} gets no certificate until `user enable`"
+                    );
+                    return Ok(());
+                }
                 Err(StoreError::UserNotFound(_)) => bail!("no user {name:?}"),
                 Err(e) => return Err(e.into()),
             }

@@ -323,6 +323,7 @@ fn direct_bind_over_ldaps() {
     let alice_pw = ldap.add_user("alice", true);
     let dave_pw = ldap.add_user("dave", true);
     let bob_pw = ldap.add_user("bob", false);
+    let fay_pw = ldap.add_user("fay", true);
     let ca = ca_with(&ldap.direct(true));
     let local_pw = ca.add_user("local-lena");
     let dir = ca.dir.path();
@@ -374,6 +375,14 @@ fn direct_bind_over_ldaps() {
     assert!(r.text().contains("disabled"), "{}", r.text());
     assert_eq!(renew(&ca, &alice, &csr).status, 401);
     ca.cli_ok(&["user", "enable", "alice"]);
+    // Also for one who never logged in: the marker is recorded ahead.
+    let (_, err) = ca.cli_ok(&["user", "disable", "fay"]);
+    assert!(err.contains("recorded a disabled marker"), "{err}");
+    let r = ca.post_csr("fay", &fay_pw, &csr);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("disabled"), "{}", r.text());
+    ca.cli_ok(&["user", "enable", "fay"]);
+    assert_eq!(ca.post_csr("fay", &fay_pw, &csr).status, 200);
 
     // The entry is deleted and created again: another person (a new entryUUID). Their
     // first login makes the shadow a new account; the old certificates stop renewing.
