@@ -34,11 +34,16 @@ fn htpasswd_users_log_in_and_their_hashes_become_argon2id() {
         ("sam", random_password(), "sha256-crypt"),
         ("april", random_password(), "apr1-md5"),
     ];
-    // bcrypt from htpasswd itself; the others as openssl writes them.
-    ok(std::process::Command::new("htpasswd")
-        .args(["-B", "-b", "-c"])
-        .arg(&file)
-        .args([users[0].0, &users[0].1]));
+    // bcrypt from htpasswd itself; the others as openssl writes them. Passwords go
+    // on stdin: a random one may start with '-'.
+    let out = run_with_stdin(
+        std::process::Command::new("htpasswd")
+            .args(["-B", "-i", "-c"])
+            .arg(&file)
+            .arg(users[0].0),
+        users[0].1.as_bytes(),
+    );
+    assert!(out.status.success(), "htpasswd: {out:?}");
     let mut text = std::fs::read_to_string(&file).unwrap();
     for (name, pw, scheme) in &users[1..] {
         let flag = match *scheme {
@@ -46,7 +51,8 @@ fn htpasswd_users_log_in_and_their_hashes_become_argon2id() {
             "sha256-crypt" => "-5",
             _ => "-apr1",
         };
-        let out = ok(&mut openssl(&["passwd", flag, pw]));
+        let out = run_with_stdin(&mut openssl(&["passwd", flag, "-stdin"]), pw.as_bytes());
+        assert!(out.status.success(), "openssl passwd {flag}: {out:?}");
         text.push_str(&format!(
             "{name}:{}\n",
             String::from_utf8_lossy(&out.stdout).trim()
