@@ -160,6 +160,15 @@ fn scrapes_follow_issuances_and_refusals() {
             "onlineca_store_operation_duration_seconds_count{op=\"get_user\"}",
             5.0,
         ),
+        (
+            "onlineca_store_operation_duration_seconds_count{op=\"login_failures\"}",
+            5.0,
+        ),
+        // Cache hits skip the counted attempt.
+        (
+            "onlineca_store_operation_duration_seconds_count{op=\"count_login_attempt\"}",
+            3.0,
+        ),
     ];
     for (series, value) in want {
         assert_eq!(sample(&text, series), Some(value), "{series}\n{text}");
@@ -308,6 +317,9 @@ fn readyz_follows_the_postgresql_store() {
     ca.start();
     let admin = admin_port(&ca);
     assert_eq!(wait_ready(admin, 200), "ready\n");
+    let pw = ca.add_user("alice");
+    let (_k, csr) = make_csr(ca.dir.path(), "a", "ec", Some("P-256"), "/CN=x", &[]);
+    assert_eq!(ca.post_csr("alice", &pw, &csr).status, 200);
 
     pg_exec(
         &rt,
@@ -324,9 +336,34 @@ fn readyz_follows_the_postgresql_store() {
     assert!(body.starts_with("not ready: store:"), "{body}");
     assert_eq!(body.lines().count(), 1, "{body}");
     assert_eq!(get(admin, "/healthz").0, 200, "the process still answers");
+    // A certificate request meanwhile fails on its first store call, and says so
+    // in the metrics.
+    let r = ca.post_csr("alice", &pw, &csr);
+    assert_eq!(r.status, 503, "{}", r.text());
+    let (_, text) = get(admin, "/metrics");
+    let errors = sample(&text, "onlineca_store_errors_total{op=\"login_failures\"}");
+    assert!(errors.is_some_and(|n| n >= 1.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "onlineca_requests_total{route=\"certificate\",status=\"503\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
 
     pg_exec(&rt, &base, &[format!("ALTER ROLE {name} LOGIN")]).unwrap();
     assert_eq!(wait_ready(admin, 200), "ready\n");
+    assert_eq!(ca.post_csr("alice", &pw, &csr).status, 200);
+    let (_, text) = get(admin, "/metrics");
+    assert_eq!(
+        sample(
+            &text,
+            "onlineca_certificates_issued_total{method=\"password\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
 
     drop(ca);
     let _ = pg_exec(

@@ -111,6 +111,7 @@ impl Metrics {
     /// events happen: the worker pool and the credential cache).
     pub fn register_passwords(&mut self, check: &mut crate::auth::PasswordCheck) {
         check.store_metrics = self.store_ops.clone();
+        check.lockout.store_metrics = self.store_ops.clone();
         let (in_flight, queued) = check.pool_gauges();
         self.registry.register(
             "password_verifications_in_flight",
@@ -237,6 +238,30 @@ impl Drop for GaugeGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_labels_are_few() {
+        use crate::routes::route_label;
+        assert_eq!(
+            route_label("/onlineca", "/onlineca/certificate/"),
+            "certificate"
+        );
+        assert_eq!(
+            route_label("/onlineca/", "/onlineca/trustroots"),
+            "trustroots"
+        );
+        assert_eq!(route_label("/onlineca", "/onlineca/crl"), "crl");
+        for other in [
+            "/metrics",
+            "/onlineca/x",
+            "/onlineca/certificate/x",
+            "/",
+            "",
+        ] {
+            assert_eq!(route_label("/onlineca", other), "other", "{other}");
+        }
+        assert_eq!(route_label("", "/certificate"), "certificate");
+    }
 
     #[tokio::test]
     async fn counts_and_renders() {

@@ -191,7 +191,7 @@ pub(crate) fn request_id(req: &Request) -> RequestId {
 
 /// The route a path belongs to, for the metrics: one of a few fixed names, so that
 /// scanners probing random paths cannot grow the label set.
-fn route_label(prefix: &str, path: &str) -> &'static str {
+pub(crate) fn route_label(prefix: &str, path: &str) -> &'static str {
     let rest = path
         .strip_prefix(prefix.trim_end_matches('/'))
         .unwrap_or("")
