@@ -8,51 +8,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::admin::{ADMIN, admin_port, get, sample};
 use common::*;
 use sqlx::Connection;
 
 const PROMTOOL_INSTALL: &str = "apt-get install prometheus (it brings promtool)";
-
-/// `[admin] listen` on a free loopback port.
-const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
-
-/// The admin port, from the line the server prints on stderr at start.
-fn admin_port(ca: &TestCa) -> u16 {
-    let start = Instant::now();
-    loop {
-        let log = ca.log_text();
-        if let Some(rest) = log
-            .lines()
-            .find_map(|l| l.strip_prefix("onlineca admin listening on http://127.0.0.1:"))
-        {
-            return rest.trim().parse().unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no admin line:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `GET http://127.0.0.1:PORT/path` with curl: (status, body).
-fn get(port: u16, path: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-S", "--max-time", "30", "-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.trim().parse().unwrap_or(0), body.to_string())
-}
-
-/// The value of the sample line `series` (name and labels, exactly as exposed).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
 
 fn promtool() -> bool {
     if Command::new("promtool").arg("--version").output().is_ok() {
