@@ -335,3 +335,43 @@ fn readyz_follows_the_postgresql_store() {
         ],
     );
 }
+
+/// Polls /metrics until `series` has `want`.
+fn wait_sample(port: u16, series: &str, want: f64) {
+    let start = Instant::now();
+    loop {
+        let (_, text) = get(port, "/metrics");
+        if sample(&text, series) == Some(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{series} never {want}\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn open_connections_and_a_bounded_admin_listener() {
+    let mut ca = TestCa::init(&[]);
+    ca.append_config(ADMIN);
+    ca.start();
+    let admin = admin_port(&ca);
+
+    // A connection to the public listener counts from accept until it ends.
+    let conn = std::net::TcpStream::connect(("127.0.0.1", ca.port)).unwrap();
+    wait_sample(admin, "onlineca_open_connections", 1.0);
+    drop(conn);
+    wait_sample(admin, "onlineca_open_connections", 0.0);
+
+    // Clients that connect to the admin listener and say nothing take its few
+    // slots only until the header timeout: a probe still gets through.
+    let silent: Vec<_> = (0..24)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap())
+        .collect();
+    let started = Instant::now();
+    assert_eq!(get(admin, "/healthz").0, 200);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(silent);
+}
