@@ -14,12 +14,15 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::error::AdminError;
 use crate::state::AppState;
 
 /// Connections served at once: scrapers and probes are few.
 const MAX_CONNECTIONS: usize = 16;
-/// Longest a request (or a store ping in `/readyz`) may take.
+/// Longest a request may take, and a silent client may hold a connection.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest the store may take to answer `/readyz` (within the request's time).
+const STORE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The admin router.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -27,7 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .fallback(|| async { AdminError::NotFound })
         .with_state(state)
 }
 
@@ -43,7 +46,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             );
             resp
         }
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response(),
+        Err(_) => AdminError::Encode.into_response(),
     }
 }
 
@@ -55,21 +58,10 @@ async fn healthz() -> &'static str {
 /// Ready to issue: the store answers a query. (The CA key is loaded before the
 /// listeners start, and kept in memory: a running server always has it.)
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, state.store.ping()).await {
+    match tokio::time::timeout(STORE_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(Err(e)) => {
-            let reason = e.to_string().replace('\n', " ");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: store: {reason}\n"),
-            )
-                .into_response()
-        }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: store: no answer within 5s\n",
-        )
-            .into_response(),
+        Ok(Err(e)) => AdminError::StoreDown(e.to_string()).into_response(),
+        Err(_) => AdminError::StoreSlow(STORE_TIMEOUT).into_response(),
     }
 }
 
