@@ -182,6 +182,14 @@ fn admin_listener_is_off_unless_configured() {
             .any(|l| l.starts_with("admin.listen") && l.ends_with(" off")),
         "{out}"
     );
+    // The template's commented example is valid as it stands, once uncommented.
+    ca.edit_config(
+        "# [admin]\n# listen = \"127.0.0.1:9100\"\n",
+        "[admin]\nlisten = \"127.0.0.1:9100\"\n",
+    );
+    let (out, _) = ca.cli_ok(&["config", "check"]);
+    let line = out.lines().find(|l| l.starts_with("admin.listen")).unwrap();
+    assert!(line.contains("http://127.0.0.1:9100 ("), "{line}");
 }
 
 #[test]
