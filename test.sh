@@ -35,6 +35,8 @@ prerequisites() {
   check python3 "the store-failure test" "apt-get install python3" command -v python3
   check nginx "the relying-party tests" "apt-get install nginx" command -v nginx
   check htpasswd "the htpasswd import test" "apt-get install apache2-utils" command -v htpasswd
+  check promtool "the metrics exposition and alert-rules checks" "apt-get install prometheus" \
+    command -v promtool
   check "slapd and ldap-utils" "the LDAP tests" "apt-get install slapd ldap-utils" \
     bash -c 'PATH=$PATH:/usr/sbin command -v slapd && command -v ldapadd'
   check "PHP with curl" "the PHP relying-party test" "apt-get install php-cli php-curl" \

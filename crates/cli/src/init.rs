@@ -306,6 +306,13 @@ poll = "5s"                        # how often the store is asked whether anythi
 # users = ["alice", "lab-*"]         # exact names and globs (* and ?), or ["*"] for all
 # lifetime = "1h"                    # optional: shorter certificates for this retriever
 
+# The admin listener (docs/operations.md): plain HTTP, unauthenticated, serving only
+# GET /metrics (Prometheus), /healthz (the process answers) and /readyz (the store
+# answers). Off unless set; keep it on loopback or a private network (`onlineca
+# config check` warns otherwise). Nothing of it is reachable on the public listener.
+# [admin]
+# listen = "127.0.0.1:9100"
+
 # An LDAP directory as a second password source (docs/directory.md): a username with
 # no local password is checked by binding to the directory as that user. Off unless
 # this section is present. `onlineca config check` binds and reports the directory;

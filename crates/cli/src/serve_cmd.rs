@@ -91,7 +91,27 @@ async fn serve(config_path: &Path, listener: TcpListener) -> Result<()> {
                 onlineca_server::config::redact_url(&cfg.store.url)
             )
         })?;
+    let admin = match cfg.admin.listen {
+        Some(a) => Some(onlineca_server::bind(a).await.map_err(|e| {
+            anyhow::anyhow!("[admin] listen: {e}; choose another address in the configuration")
+        })?),
+        None => None,
+    };
     let state = Arc::new(AppState::load(cfg, store.clone())?);
+    let admin_task = match admin {
+        Some(l) => {
+            let a = l.local_addr()?;
+            tracing::info!(addr = %a, "admin listener (/metrics, /healthz, /readyz)");
+            // On stderr, like the log: stdout's first line stays the service URL.
+            eprintln!("onlineca admin listening on http://{a}");
+            Some(tokio::spawn(onlineca_server::admin::serve(
+                state.clone(),
+                l,
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
     let base = format!(
         "https://{addr}{}",
         state.config.server.prefix.trim_end_matches('/')
@@ -116,6 +136,9 @@ async fn serve(config_path: &Path, listener: TcpListener) -> Result<()> {
         );
     }
     onlineca_server::serve(state, listener, shutdown_signal()).await?;
+    if let Some(t) = admin_task {
+        t.abort();
+    }
     store.close().await;
     Ok(())
 }

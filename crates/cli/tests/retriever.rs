@@ -7,6 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::admin::{ADMIN, admin_port, get, sample};
 use common::*;
 use onlineca_store::IssuedCert;
 
@@ -181,6 +182,32 @@ fn count_issued(ca: &TestCa) -> u64 {
     })
 }
 
+/// The issuance counter of each method on /metrics equals the number of
+/// certificates the store recorded with that method: one count per issuance.
+fn metrics_match_records(ca: &TestCa) {
+    let all = runtime().block_on(async {
+        let store = onlineca_store::open(&store_url(ca)).await.unwrap();
+        let all = store
+            .list_issued(&onlineca_store::IssuedFilter::default())
+            .await
+            .unwrap();
+        store.close().await;
+        all
+    });
+    let (status, text) = get(admin_port(ca), "/metrics");
+    assert_eq!(status, 200, "{text}");
+    for method in ["password", "retriever", "renewal"] {
+        let recorded = all.iter().filter(|c| c.auth_method == method).count();
+        let series = format!("onlineca_certificates_issued_total{{method=\"{method}\"}}");
+        assert_eq!(
+            sample(&text, &series).unwrap_or(0.0),
+            recorded as f64,
+            "{method}\n{text}"
+        );
+    }
+    assert!(!all.is_empty());
+}
+
 /// Disables a user with the operator's command.
 fn set_disabled(ca: &TestCa, user: &str) {
     let (_, err) = ca.cli_ok(&["user", "disable", user]);
@@ -225,6 +252,7 @@ fn setup(auth_extra: &str) -> Setup {
     ca.append_config(
         "\n[[retrievers]]\nsubject = \"/o=example/ou=portals/cn=Portal.Example.ORG\"\nusers = [\"alice\", \"lab-*\"]\nlifetime = \"1h\"\n",
     );
+    ca.append_config(ADMIN);
     let (csr_key, csr) = make_csr(dir, "req", "ec", Some("P-256"), "/CN=ignored", &[]);
     Setup {
         ca,
@@ -390,6 +418,7 @@ fn retrievers_are_judged_by_certificate_subject_and_user_rule() {
 
     // Never a password in the log.
     assert!(!s.ca.log_text().contains("not-checked"));
+    metrics_match_records(&s.ca);
 }
 
 #[test]
@@ -504,6 +533,7 @@ fn renewal_by_a_valid_certificate_of_this_ca() {
     assert_401(&r, "user account is disabled");
     let r = s.ca.post_csr("dave", &dave_pw, &s.csr);
     assert_401(&r, "user account is disabled");
+    metrics_match_records(&s.ca);
 }
 
 #[test]

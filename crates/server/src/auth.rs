@@ -82,6 +82,8 @@ pub struct PasswordCheck {
     pool: PasswordPool,
     /// `[ldap]`, if configured: the source for names without a local password.
     pub directory: Option<crate::ldap::Directory>,
+    /// Where the user lookup's latency and failures are counted.
+    pub store_metrics: crate::metrics::StoreMetrics,
 }
 
 impl PasswordCheck {
@@ -93,6 +95,7 @@ impl PasswordCheck {
             gates: UserGates::new(),
             pool: PasswordPool::start(auth.password_threads, auth.password_queue)?,
             directory: None,
+            store_metrics: Default::default(),
         })
     }
 
@@ -100,6 +103,16 @@ impl PasswordCheck {
     pub fn with_directory(mut self, directory: Option<crate::ldap::Directory>) -> Self {
         self.directory = directory;
         self
+    }
+
+    /// The gauges of argon2 verifications in flight and queued.
+    pub fn pool_gauges(
+        &self,
+    ) -> (
+        prometheus_client::metrics::gauge::Gauge,
+        prometheus_client::metrics::gauge::Gauge,
+    ) {
+        self.pool.gauges()
     }
 
     /// How many argon2 verifications were made (cache hits make none).
@@ -125,7 +138,9 @@ impl PasswordCheck {
         // changed password, a disabled or removed account counts at once, whichever
         // process changed it.
         let user = if validate_username(&creds.username).is_ok() {
-            store.get_user(&creds.username).await?
+            self.store_metrics
+                .time("get_user", store.get_user(&creds.username))
+                .await?
         } else {
             None
         };
@@ -162,6 +177,9 @@ impl PasswordCheck {
         {
             let user = user.as_ref();
             return crate::ldap::check(self, dir, store, &name, &creds, user, attempt, now).await;
+        }
+        if user.is_some() {
+            self.cache.missed();
         }
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok = match self.pool.verify(creds.password.clone(), stored).await {

@@ -320,6 +320,16 @@ pub struct TrustRootsSection {
     pub extra: Vec<PathBuf>,
 }
 
+/// `[admin]`: a plain-HTTP listener for `/metrics`, `/healthz` and `/readyz`,
+/// separate from the public one so that it can stay on loopback.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Where to listen (port 0: any free port); off when absent.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// One `[[retrievers]]` entry: a service trusted to ask for certificates on behalf
 /// of users it has authenticated itself.
 #[derive(Debug, Clone, Deserialize)]
@@ -367,6 +377,9 @@ pub struct Config {
     /// `[ldap]`: the directory as a second password source (off when absent).
     #[serde(default)]
     pub ldap: Option<crate::ldap::LdapSection>,
+    /// `[admin]`: the metrics and health listener (off when absent).
+    #[serde(default)]
+    pub admin: AdminSection,
     /// The file this came from (not a key in it).
     #[serde(skip)]
     pub path: PathBuf,
@@ -584,6 +597,19 @@ impl Config {
                     "{} certificate requests a minute per address, bursts of {}",
                     s.rate_limit, s.rate_burst
                 )
+            },
+        );
+        line(
+            "admin.listen",
+            match self.admin.listen {
+                None => "off".to_string(),
+                Some(a) if a.ip().is_loopback() => {
+                    format!("http://{a} (/metrics, /healthz, /readyz)")
+                }
+                Some(a) => format!(
+                    "http://{a} (WARNING: not loopback: metrics and health are readable, \
+                     unauthenticated, by whoever reaches this address)"
+                ),
             },
         );
         line("tls.cert", self.tls.cert.display().to_string());

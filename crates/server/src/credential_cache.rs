@@ -10,6 +10,7 @@
 //! hash in the store, read on every request) misses at once, in every instance that
 //! shares the store. Only successes are kept; the table is bounded.
 
+use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,6 +25,10 @@ pub struct CredentialCache {
     capacity: usize,
     key: hmac::Key,
     entries: Mutex<HashMap<String, Entry>>,
+    /// For the metrics: checks answered here, and checks of a known user that
+    /// went on to argon2.
+    hits: Counter,
+    misses: Counter,
 }
 
 impl std::fmt::Debug for CredentialCache {
@@ -54,6 +59,8 @@ impl CredentialCache {
             capacity,
             key: hmac::Key::new(hmac::HMAC_SHA256, &key),
             entries: Mutex::new(HashMap::new()),
+            hits: Counter::default(),
+            misses: Counter::default(),
         }
     }
 
@@ -70,10 +77,27 @@ impl CredentialCache {
         }
         let tag = self.tag(username, password, stored_hash);
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(username).is_some_and(|e| {
+        let hit = entries.get(username).is_some_and(|e| {
             now.saturating_duration_since(e.verified_at) < self.ttl
                 && bool::from(e.tag.as_ref().ct_eq(tag.as_ref()))
-        })
+        });
+        if hit {
+            self.hits.inc();
+        }
+        hit
+    }
+
+    /// Counts a password check of a known user that the cache could not answer
+    /// (called once per check, where it goes on to argon2).
+    pub fn missed(&self) {
+        if self.enabled() {
+            self.misses.inc();
+        }
+    }
+
+    /// The hit and miss counters, for the metrics registry.
+    pub fn counters(&self) -> (Counter, Counter) {
+        (self.hits.clone(), self.misses.clone())
     }
 
     /// Records that `password` was just verified for `username` against

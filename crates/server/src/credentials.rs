@@ -177,8 +177,8 @@ pub async fn authenticate(
     // the stored name, and any other under the name in lower case.
     let known = if validate_username(&user).is_ok() {
         state
-            .store
-            .get_user(&user)
+            .metrics
+            .store("get_user", state.store.get_user(&user))
             .await
             .map_err(|e| refuse(Some(&user), e.into()))?
     } else {

@@ -213,9 +213,66 @@ impl From<onlineca_store::StoreError> for ApiError {
     }
 }
 
+/// Why the admin listener did not answer `200`: its own refusals, kept apart from
+/// the API's because the admin listener has no realm, request ids or retries.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// `/readyz`: the store did not answer its query.
+    #[error("not ready: store: {0}")]
+    StoreDown(String),
+    /// `/readyz`: the store did not answer in time.
+    #[error("not ready: store: no answer within {}", humantime::format_duration(*.0))]
+    StoreSlow(Duration),
+    /// The metrics could not be encoded (a formatting error; not expected).
+    #[error("cannot encode the metrics")]
+    Encode,
+    /// The request took longer than the admin listener allows.
+    #[error("timed out")]
+    Timeout,
+    /// No such path on the admin listener.
+    #[error("not found")]
+    NotFound,
+}
+
+impl AdminError {
+    /// The status for this refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AdminError::StoreDown(_) | AdminError::StoreSlow(_) | AdminError::Timeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AdminError::Encode => StatusCode::INTERNAL_SERVER_ERROR,
+            AdminError::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    /// One line of plain text: what a probe's log shows.
+    fn into_response(self) -> Response {
+        let line = self.to_string().replace(['\n', '\r'], " ");
+        let mut resp = (self.status(), format!("{line}\n")).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_admin_refusal_is_one_line() {
+        use http_body_util::BodyExt;
+        let r = AdminError::StoreDown("connection refused\nretry".into()).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"not ready: store: connection refused retry\n");
+        assert_eq!(AdminError::NotFound.status(), StatusCode::NOT_FOUND);
+    }
 
     #[test]
     fn a_refusal_says_its_reason_once() {

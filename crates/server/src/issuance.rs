@@ -64,8 +64,15 @@ pub async fn issue(state: &AppState, req: IssueRequest) -> Result<Issued, ApiErr
             account_id: req.principal.account_id.clone(),
             parent_serial: req.principal.renews.clone(),
         };
-        match state.store.record_issued(&record).await {
-            Ok(()) => return Ok(issued),
+        match state
+            .metrics
+            .store("record_issued", state.store.record_issued(&record))
+            .await
+        {
+            Ok(()) => {
+                state.metrics.issued(req.principal.method.as_str());
+                return Ok(issued);
+            }
             Err(StoreError::DuplicateSerial(s)) => {
                 tracing::warn!(serial = %s, "serial clash; issuing again with a fresh serial");
             }

@@ -1,6 +1,7 @@
 //! The onlineca HTTPS service: configuration, TLS, authentication, the API routes,
 //! and the error-to-status map.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod client_cert;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod issuance;
 pub mod ldap;
 pub mod lockout;
+pub mod metrics;
 pub mod password_pool;
 pub mod ratelimit;
 pub mod renewal;

@@ -17,6 +17,8 @@ pub struct Lockout {
     policy: LockoutPolicy,
     /// Attempts counted by this process, to sweep old records now and then.
     counted: AtomicU64,
+    /// Where the lockout's store calls (made on every password request) are timed.
+    pub store_metrics: crate::metrics::StoreMetrics,
 }
 
 /// Counted attempts between two sweeps of failures too old to count, bounding the
@@ -33,6 +35,7 @@ impl Lockout {
                 period: time::Duration::try_from(period).unwrap_or(time::Duration::MAX),
             },
             counted: AtomicU64::new(0),
+            store_metrics: Default::default(),
         }
     }
 
@@ -50,7 +53,10 @@ impl Lockout {
         name: &str,
         now: OffsetDateTime,
     ) -> Result<Option<LoginFailures>, ApiError> {
-        let recorded = store.login_failures(name).await?;
+        let recorded = self
+            .store_metrics
+            .time("login_failures", store.login_failures(name))
+            .await?;
         if let Some(until) = recorded.and_then(|f| f.locked_until(&self.policy, now)) {
             return Err(locked(until, now));
         }
@@ -68,8 +74,13 @@ impl Lockout {
         name: &str,
         now: OffsetDateTime,
     ) -> Result<Attempt<'a>, ApiError> {
-        if let LoginAttempt::Locked(until) =
-            store.count_login_attempt(name, now, &self.policy).await?
+        if let LoginAttempt::Locked(until) = self
+            .store_metrics
+            .time(
+                "count_login_attempt",
+                store.count_login_attempt(name, now, &self.policy),
+            )
+            .await?
         {
             return Err(locked(until, now));
         }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use onlineca_core::password::Verifier;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::oneshot;
 
 /// A worker idle this long gives its argon2 memory back.
@@ -30,6 +31,8 @@ pub enum PoolError {
 }
 
 struct Job {
+    /// Raised while the job waits for a worker (lowered when one takes it).
+    queued: crate::metrics::GaugeGuard,
     password: String,
     /// The stored hash, or `None` for an unknown user (a dummy check of equal cost).
     stored: Option<String>,
@@ -42,6 +45,9 @@ pub struct PasswordPool {
     done: Arc<AtomicU64>,
     threads: usize,
     queue: usize,
+    /// Verifications being computed, and waiting for a worker (for the metrics).
+    in_flight: Gauge,
+    queued: Gauge,
 }
 
 impl std::fmt::Debug for PasswordPool {
@@ -65,23 +71,31 @@ impl PasswordPool {
         let (jobs, rx) = sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
         let done = Arc::new(AtomicU64::new(0));
+        let in_flight = Gauge::default();
         for i in 0..threads {
-            let (rx, done) = (rx.clone(), done.clone());
+            let (rx, done, busy) = (rx.clone(), done.clone(), in_flight.clone());
             std::thread::Builder::new()
                 .name(format!("onlineca-argon2-{i}"))
-                .spawn(move || work(&rx, &done))?;
+                .spawn(move || work(&rx, &done, &busy))?;
         }
         Ok(PasswordPool {
             jobs,
             done,
             threads,
             queue,
+            in_flight,
+            queued: Gauge::default(),
         })
     }
 
     /// The number of workers.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The gauges of verifications in flight and queued.
+    pub fn gauges(&self) -> (Gauge, Gauge) {
+        (self.in_flight.clone(), self.queued.clone())
     }
 
     /// How many argon2 verifications the workers have made.
@@ -99,6 +113,7 @@ impl PasswordPool {
     ) -> Result<bool, PoolError> {
         let (reply, verdict) = oneshot::channel();
         let job = Job {
+            queued: crate::metrics::GaugeGuard::new(&self.queued),
             password,
             stored,
             reply,
@@ -113,7 +128,7 @@ impl PasswordPool {
 
 /// One worker: takes jobs until the pool is dropped, keeping its argon2 memory while
 /// busy and releasing it when idle.
-fn work(rx: &Mutex<Receiver<Job>>, done: &AtomicU64) {
+fn work(rx: &Mutex<Receiver<Job>>, done: &AtomicU64, busy: &Gauge) {
     let mut verifier = Verifier::new();
     loop {
         let next = {
@@ -128,19 +143,28 @@ fn work(rx: &Mutex<Receiver<Job>>, done: &AtomicU64) {
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        let Job {
+            queued,
+            password,
+            stored,
+            reply,
+        } = job;
+        drop(queued);
         // The request gave up while queued (timeout, client gone): skip the work.
-        if job.reply.is_closed() {
+        if reply.is_closed() {
             continue;
         }
-        let ok = match &job.stored {
-            Some(hash) => verifier.verify(&job.password, hash),
+        let working = crate::metrics::GaugeGuard::new(busy);
+        let ok = match &stored {
+            Some(hash) => verifier.verify(&password, hash),
             None => {
-                verifier.verify_dummy(&job.password);
+                verifier.verify_dummy(&password);
                 false
             }
         };
+        drop(working);
         done.fetch_add(1, Ordering::Relaxed);
-        let _ = job.reply.send(ok);
+        let _ = reply.send(ok);
     }
 }
 

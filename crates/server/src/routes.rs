@@ -189,6 +189,21 @@ pub(crate) fn request_id(req: &Request) -> RequestId {
         .unwrap_or_else(|| RequestId("-".into()))
 }
 
+/// The route a path belongs to, for the metrics: one of a few fixed names, so that
+/// scanners probing random paths cannot grow the label set.
+pub(crate) fn route_label(prefix: &str, path: &str) -> &'static str {
+    let rest = path
+        .strip_prefix(prefix.trim_end_matches('/'))
+        .unwrap_or("")
+        .trim_matches('/');
+    match rest {
+        "certificate" => "certificate",
+        "trustroots" => "trustroots",
+        "crl" => "crl",
+        _ => "other",
+    }
+}
+
 fn new_request_id() -> String {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = [0u8; 8];
@@ -229,7 +244,13 @@ async fn access_log(State(state): State<Arc<AppState>>, mut req: Request, next: 
         resp.headers_mut().insert("x-request-id", v);
     }
     let status = resp.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    state.metrics.request(
+        route_label(&state.config.server.prefix, &path),
+        status,
+        elapsed,
+    );
+    let duration_ms = elapsed * 1000.0;
     let user = fields.user.as_deref().unwrap_or("-");
     let serial = fields.serial.as_deref().unwrap_or("-");
     let error = fields.error.as_deref().unwrap_or("");

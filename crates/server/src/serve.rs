@@ -86,9 +86,11 @@ pub async fn serve(
         let app = app.clone();
         let builder = builder.clone();
         let stop = stop_rx.clone();
+        let open = crate::metrics::GaugeGuard::new(&state.metrics.open_connections);
         tokio::spawn(async move {
             let _permit = permit;
             let _slot = slot;
+            let _open = open;
             let stream = match tokio::time::timeout(handshake_timeout, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {

@@ -100,6 +100,8 @@ pub struct AppState {
     /// Request bodies held in memory at once ([`BODIES_IN_FLIGHT`] of at most
     /// `[server] max_body` each); more requests wait for a slot.
     pub bodies: tokio::sync::Semaphore,
+    /// Counters and histograms, served by the admin listener.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// How many request bodies may be buffered at once: 256 × 64 KiB = 16 MiB by default,
@@ -157,7 +159,8 @@ impl AppState {
         let template = config
             .subject_template()
             .map_err(|e| StartError::Invalid(e.to_string()))?;
-        let bundle = trust_bundle(&config, &ca, &chain_pem, &template)?;
+        let mut metrics = crate::metrics::Metrics::new();
+        let bundle = trust_bundle(&config, &ca, &chain_pem, &template, &metrics)?;
         let issuer_hash = trustroots::cert_subject_hash(ca.cert_der())
             .map_err(|e| StartError::Invalid(format!("issuing CA: {e}")))?;
         let profile = Profile {
@@ -170,15 +173,18 @@ impl AppState {
             retrievers: Retrievers::load(&config)?,
             renewal: Renewal::new(config.auth.renewal, ca.cert_der(), ca.subject_der())?,
         };
+        let mut passwords = PasswordCheck::new(&config.auth)?.with_directory(
+            config
+                .ldap
+                .as_ref()
+                .map(crate::ldap::Directory::new)
+                .transpose()?,
+        );
+        metrics.register_passwords(&mut passwords);
         Ok(AppState {
             client_auth,
-            passwords: PasswordCheck::new(&config.auth)?.with_directory(
-                config
-                    .ldap
-                    .as_ref()
-                    .map(crate::ldap::Directory::new)
-                    .transpose()?,
-            ),
+            passwords,
+            metrics,
             rate_limiter: (config.server.rate_limit > 0).then(|| {
                 crate::ratelimit::RateLimiter::new(
                     config.server.rate_limit,
@@ -213,6 +219,7 @@ fn trust_bundle(
     ca: &IssuingCa,
     chain_pem: &str,
     template: &onlineca_core::SubjectTemplate,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<TrustBundle, StartError> {
     let pems = |text: &str, what: &str| {
         pem_certificates(text).map_err(|e| StartError::Invalid(format!("{what}: {e}")))
@@ -258,6 +265,10 @@ fn trust_bundle(
         if cond.is_empty() {
             cond.push("*".into());
         }
+        metrics.ca_not_after(
+            &trustroots::oneline(cert.subject()),
+            cert.validity().not_after.timestamp(),
+        );
         entries.push(CaEntry {
             cert_der: der.clone(),
             cond_subjects: cond,

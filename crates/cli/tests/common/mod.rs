@@ -559,3 +559,52 @@ pub fn cert_serial(pem: &Path) -> String {
         .trim_start_matches("serial=")
         .to_ascii_lowercase()
 }
+
+/// The admin listener (`[admin] listen`): its port and plain-HTTP requests to it.
+pub mod admin {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use super::TestCa;
+
+    /// `[admin] listen` on a free loopback port.
+    pub const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+
+    /// The admin port, from the line the server prints on stderr at start.
+    pub fn admin_port(ca: &TestCa) -> u16 {
+        let start = Instant::now();
+        loop {
+            let log = ca.log_text();
+            if let Some(rest) = log
+                .lines()
+                .find_map(|l| l.strip_prefix("onlineca admin listening on http://127.0.0.1:"))
+            {
+                return rest.trim().parse().unwrap();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no admin line:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET http://127.0.0.1:PORT/path` with curl: (status, body).
+    pub fn get(port: u16, path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-S", "--max-time", "30", "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// The value of the sample line `series` (name and labels, exactly as exposed).
+    pub fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
