@@ -248,6 +248,17 @@ impl Directory {
         if password.is_empty() {
             return Ok(Verdict::Refused("empty password".into()));
         }
+        self.on_connection(async |ldap| self.check(ldap, username, password).await)
+            .await
+    }
+
+    /// Runs `work` on a pooled connection, within `[ldap] timeout` from now and
+    /// with at most `max_connections` at once; the connection goes back to the pool
+    /// only after work that finished (an abandoned one may be mid-operation).
+    async fn on_connection<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Ldap) -> Result<T, Unavailable>,
+    ) -> Result<T, Unavailable> {
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
         let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
             .await
@@ -256,7 +267,7 @@ impl Directory {
         let mut ldap = tokio::time::timeout_at(deadline, self.take())
             .await
             .map_err(|_| Unavailable(format!("no connection to {} in time", self.cfg.url)))??;
-        match tokio::time::timeout_at(deadline, self.check(&mut ldap, username, password)).await {
+        match tokio::time::timeout_at(deadline, work(&mut ldap)).await {
             Ok(Ok(v)) => {
                 self.give_back(ldap);
                 Ok(v)
@@ -281,26 +292,8 @@ impl Directory {
         if self.cfg.search_bind_dn.is_none() {
             return Ok(None);
         }
-        let deadline = tokio::time::Instant::now() + self.cfg.timeout;
-        let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
+        self.on_connection(async |ldap| self.look_up(ldap, entry).await)
             .await
-            .map_err(|_| Unavailable("every directory connection is busy".into()))?
-            .map_err(|_| Unavailable("directory closed".into()))?;
-        let mut ldap = tokio::time::timeout_at(deadline, self.take())
-            .await
-            .map_err(|_| Unavailable(format!("no connection to {} in time", self.cfg.url)))??;
-        match tokio::time::timeout_at(deadline, self.look_up(&mut ldap, entry)).await {
-            Ok(Ok(v)) => {
-                self.give_back(ldap);
-                Ok(v)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Unavailable(format!(
-                "no answer from {} within {}",
-                self.cfg.url,
-                humantime::format_duration(self.cfg.timeout)
-            ))),
-        }
     }
 
     async fn look_up(&self, ldap: &mut Ldap, entry: &str) -> Result<Option<String>, Unavailable> {
