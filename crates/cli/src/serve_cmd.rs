@@ -140,6 +140,8 @@ async fn serve(config_path: &Path, listener: TcpListener) -> Result<()> {
         t.abort();
     }
     store.close().await;
+    // The last line, so that a log reader knows the stop was clean and complete.
+    tracing::info!("stopped: every request answered and the store closed");
     Ok(())
 }
 

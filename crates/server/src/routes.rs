@@ -37,6 +37,11 @@ struct LogFields {
     user: Option<String>,
     serial: Option<String>,
     error: Option<String>,
+    /// How the request was authenticated (`password`, `retriever`, `renewal`,
+    /// `ldap`), once it was.
+    auth: Option<&'static str>,
+    /// The retriever's subject, for a retriever's request.
+    retriever: Option<String>,
 }
 
 /// The API router, mounted under the configured prefix.
@@ -67,8 +72,8 @@ pub(crate) fn fail(
     let mut resp = e.to_response(&state.config.auth.realm, &id.0);
     resp.extensions_mut().insert(LogFields {
         user,
-        serial: None,
         error: Some(e.to_string()),
+        ..LogFields::default()
     });
     resp
 }
@@ -114,6 +119,12 @@ async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Respon
         Err(r) => return fail(&state, &id, r.user, r.error),
     };
     let attempted = Some(auth.principal.username.clone());
+    let how = LogFields {
+        user: attempted,
+        auth: Some(auth.principal.method.as_str()),
+        retriever: auth.principal.retriever.clone(),
+        ..LogFields::default()
+    };
     let issue = IssueRequest {
         principal: auth.principal,
         csr_der: auth.body.der,
@@ -127,13 +138,19 @@ async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Respon
             text.push_str(state.ca.chain_pem());
             let mut resp = plain(StatusCode::OK, text);
             resp.extensions_mut().insert(LogFields {
-                user: attempted,
                 serial: Some(issued.serial_hex),
-                error: None,
+                ..how
             });
             resp
         }
-        Err(e) => fail(&state, &id, attempted, e),
+        Err(e) => {
+            let mut resp = fail(&state, &id, how.user.clone(), e);
+            if let Some(f) = resp.extensions_mut().get_mut::<LogFields>() {
+                f.auth = how.auth;
+                f.retriever = how.retriever;
+            }
+            resp
+        }
     }
 }
 
@@ -212,8 +229,9 @@ fn new_request_id() -> String {
     hex::encode(b)
 }
 
-/// One structured line per request: method, path, status, user, serial, duration,
-/// request id, client. Never a credential, never a key.
+/// One structured line per request: method, path, status, user, how they were
+/// authenticated and through which retriever, serial, duration (milliseconds, three
+/// decimals), request id, client. Never a credential, never a key.
 async fn access_log(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = new_request_id();
@@ -250,14 +268,17 @@ async fn access_log(State(state): State<Arc<AppState>>, mut req: Request, next: 
         status,
         elapsed,
     );
-    let duration_ms = elapsed * 1000.0;
+    // Milliseconds to the microsecond: a fixed, readable precision.
+    let duration_ms = format!("{:.3}", elapsed * 1000.0);
     let user = fields.user.as_deref().unwrap_or("-");
     let serial = fields.serial.as_deref().unwrap_or("-");
     let error = fields.error.as_deref().unwrap_or("");
+    let auth = fields.auth.unwrap_or("-");
+    let retriever = fields.retriever.as_deref().unwrap_or("-");
     if status >= 500 {
-        tracing::error!(target: "onlineca::access", request_id = %id, %method, %path, status, user, serial, duration_ms, %client, %version, error, "request");
+        tracing::error!(target: "onlineca::access", request_id = %id, %method, %path, status, user, auth, retriever, serial, %duration_ms, %client, %version, error, "request");
     } else {
-        tracing::info!(target: "onlineca::access", request_id = %id, %method, %path, status, user, serial, duration_ms, %client, %version, error, "request");
+        tracing::info!(target: "onlineca::access", request_id = %id, %method, %path, status, user, auth, retriever, serial, %duration_ms, %client, %version, error, "request");
     }
     resp
 }
