@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use onlineca_core::crl::Reason;
+use onlineca_server::audit::{CliAudit, Event};
 use onlineca_store::{IssuedCert, IssuedFilter, RevokeOutcome, StatusFilter, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -74,6 +75,7 @@ pub async fn run(
     store: &dyn Store,
     now: OffsetDateTime,
     poll: std::time::Duration,
+    audit: &mut CliAudit,
 ) -> Result<()> {
     match cmd {
         CertCommand::List {
@@ -127,8 +129,18 @@ pub async fn run(
             ..
         } => {
             let c = find(store, &serial).await?;
+            audit.ready()?;
             match store.revoke(&c.serial, now, reason.code()).await? {
                 RevokeOutcome::Revoked { also } => {
+                    audit.record(
+                        now,
+                        &Event::Revoked {
+                            serial: Some(&c.serial),
+                            user: &c.username,
+                            reason: reason.name(),
+                            count: 1 + also,
+                        },
+                    )?;
                     eprintln!(
                         "revoked certificate {} of {:?} ({reason}); running servers publish a new CRL within {}",
                         c.serial,
@@ -154,7 +166,19 @@ pub async fn run(
             reason,
         } => {
             let user = canonical_user(store, &user).await?;
+            audit.ready()?;
             let n = store.revoke_user(&user, now, reason.code()).await?;
+            if n > 0 {
+                audit.record(
+                    now,
+                    &Event::Revoked {
+                        serial: None,
+                        user: &user,
+                        reason: reason.name(),
+                        count: n,
+                    },
+                )?;
+            }
             if n == 0 {
                 eprintln!(
                     "{user:?} has no certificate that is both unexpired and unrevoked; nothing changed"

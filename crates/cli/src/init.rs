@@ -306,6 +306,15 @@ poll = "5s"                        # how often the store is asked whether anythi
 # users = ["alice", "lab-*"]         # exact names and globs (* and ?), or ["*"] for all
 # lifetime = "1h"                    # optional: shorter certificates for this retriever
 
+[audit]
+# One JSON line per issuance, refused certificate request, revocation, user change,
+# CRL publication, and server start and stop (docs/operations.md). The CLI's
+# commands append to the same file. Never a password, a key or a token.
+path = "audit.jsonl"               # relative to this file; "-" for standard output
+required = true                    # an issuance that cannot be recorded answers 503 (and a
+                                   # CLI command that cannot record changes nothing)
+fsync = false                      # true: each record reaches the disk before the answer
+
 # The admin listener (docs/operations.md): plain HTTP, unauthenticated, serving only
 # GET /metrics (Prometheus), /healthz (the process answers) and /readyz (the store
 # answers). Off unless set; keep it on loopback or a private network (`onlineca

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use onlineca_server::audit::CliAudit;
 use onlineca_server::{AppState, Config};
 
 /// An online certificate authority: short-lived client certificates for mutual TLS,
@@ -174,12 +175,14 @@ async fn run(command: Command) -> Result<()> {
                 max_failures: cfg.auth.max_failures,
                 period: time::Duration::try_from(cfg.auth.lockout).unwrap_or(time::Duration::MAX),
             };
+            let mut audit = CliAudit::new(cfg.audit.as_ref());
             let r = users::run(
                 command,
                 store.as_ref(),
                 &template,
                 &lockout,
                 cfg.ldap.as_ref(),
+                &mut audit,
             )
             .await;
             store.close().await;
@@ -189,7 +192,8 @@ async fn run(command: Command) -> Result<()> {
             let cfg = Config::load(&config_arg(config)?)?;
             let store = onlineca_store::open(&cfg.store.url).await?;
             let now = time::OffsetDateTime::now_utc();
-            let r = certs::run(command, store.as_ref(), now, cfg.crl.poll).await;
+            let mut audit = CliAudit::new(cfg.audit.as_ref());
+            let r = certs::run(command, store.as_ref(), now, cfg.crl.poll, &mut audit).await;
             store.close().await;
             r
         }

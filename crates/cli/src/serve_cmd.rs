@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use onlineca_server::audit::Event;
 use onlineca_server::{AppState, Config};
+use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 use crate::init;
@@ -117,8 +119,27 @@ async fn serve(config_path: &Path, listener: TcpListener) -> Result<()> {
         state.config.server.prefix.trim_end_matches('/')
     );
     tracing::info!(%addr, issuing_ca = state.ca.subject_oneline(), "listening");
-    // The first line on stdout is the service URL: scripts and tests read it.
+    // The first line on stdout is the service URL: scripts and tests read it (an
+    // audit log on standard output follows it).
     println!("onlineca listening on {base}");
+    let started = Event::ServerStarted {
+        version: env!("CARGO_PKG_VERSION"),
+        listen: addr.to_string(),
+        issuing_ca: state.ca.subject_oneline().to_string(),
+        store: onlineca_server::config::redact_url(&state.config.store.url),
+    };
+    state
+        .audit
+        .record(OffsetDateTime::now_utc(), &started)
+        .await
+        .context("the audit log ([audit] required)")
+        .or_else(|e| {
+            if state.audit.required() {
+                Err(e)
+            } else {
+                Ok(())
+            }
+        })?;
     let users = state.store.list_users().await.map(|u| u.len()).unwrap_or(0);
     if users == 0 {
         let cfg = config_path.display();
@@ -135,10 +156,18 @@ async fn serve(config_path: &Path, listener: TcpListener) -> Result<()> {
                 .display(),
         );
     }
-    onlineca_server::serve(state, listener, shutdown_signal()).await?;
+    onlineca_server::serve(state.clone(), listener, shutdown_signal()).await?;
     if let Some(t) = admin_task {
         t.abort();
     }
+    let stopped = Event::ServerStopped {
+        reason: "signal: every request answered",
+    };
+    // Stopping anyway: a missing last record is logged by the audit log itself.
+    let _ = state
+        .audit
+        .record(OffsetDateTime::now_utc(), &stopped)
+        .await;
     store.close().await;
     // The last line, so that a log reader knows the stop was clean and complete.
     tracing::info!("stopped: every request answered and the store closed");

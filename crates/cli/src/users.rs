@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use onlineca_core::crl::Reason;
 use onlineca_core::password;
+use onlineca_server::audit::{CliAudit, Event};
 use onlineca_store::{IssuedFilter, LockoutPolicy, StatusFilter, Store, StoreError, User};
 use time::OffsetDateTime;
 
@@ -117,6 +118,7 @@ pub async fn run(
     template: &onlineca_core::SubjectTemplate,
     lockout: &LockoutPolicy,
     ldap: Option<&onlineca_server::ldap::LdapSection>,
+    audit: &mut CliAudit,
 ) -> Result<()> {
     let now = OffsetDateTime::now_utc();
     match cmd {
@@ -132,8 +134,12 @@ pub async fn run(
             let pw = read_password(password_stdin)?;
             let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await??;
             let user = User::new(name.clone(), hash, now)?;
+            audit.ready()?;
             match store.add_user(&user).await {
-                Ok(()) => eprintln!("added user {name:?}"),
+                Ok(()) => {
+                    eprintln!("added user {name:?}");
+                    audit.record(now, &Event::UserAdded { user: &name })?;
+                }
                 Err(StoreError::UserExists(_)) => bail!("user {name:?} already exists"),
                 Err(e) => return Err(e.into()),
             }
@@ -147,8 +153,10 @@ pub async fn run(
             }
             let pw = read_password(password_stdin)?;
             let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await??;
+            audit.ready()?;
             store.set_password(&name, &hash, now).await?;
             eprintln!("password of {name:?} changed");
+            audit.record(now, &Event::PasswordChanged { user: &name })?;
         }
         UserCommand::Remove { name, revoke } => {
             // Certificates are recorded under the stored spelling of the name.
@@ -156,6 +164,7 @@ pub async fn run(
                 bail!("no user {name:?}");
             };
             let name = user.username;
+            audit.ready()?;
             let revoked = if revoke {
                 store
                     .revoke_user(&name, now, Reason::CessationOfOperation.code())
@@ -168,6 +177,24 @@ pub async fn run(
                 Err(StoreError::UserNotFound(_)) => bail!("no user {name:?}"),
                 Err(e) => return Err(e.into()),
             }
+            if revoked > 0 {
+                audit.record(
+                    now,
+                    &Event::Revoked {
+                        serial: None,
+                        user: &name,
+                        reason: Reason::CessationOfOperation.name(),
+                        count: revoked,
+                    },
+                )?;
+            }
+            audit.record(
+                now,
+                &Event::UserRemoved {
+                    user: &name,
+                    revoked,
+                },
+            )?;
             let valid = valid_count(store, &name, now).await?;
             if revoke {
                 eprintln!("removed user {name:?} and revoked {revoked} certificate(s)");
@@ -181,6 +208,7 @@ pub async fn run(
             }
         }
         UserCommand::Disable { name } => {
+            audit.ready()?;
             match store.set_disabled(&name, true, now).await {
                 Ok(()) => {}
                 // A directory user who never logged in has no shadow account yet:
@@ -192,6 +220,13 @@ pub async fn run(
                     // Bound to no entry yet: the first login binds it.
                     marker.account_id = format!("ldap:unbound-{}", marker.account_id);
                     store.add_user(&marker).await?;
+                    audit.record(
+                        now,
+                        &Event::UserDisabled {
+                            user: &name,
+                            directory_marker: true,
+                        },
+                    )?;
                     eprintln!(
                         "no local account {name:?}: recorded a disabled marker, so the \
                          directory user {name:?} gets no certificate until `user enable`"
@@ -202,17 +237,30 @@ pub async fn run(
                 Err(e) => return Err(e.into()),
             }
             let name = store.get_user(&name).await?.map_or(name, |u| u.username);
+            audit.record(
+                now,
+                &Event::UserDisabled {
+                    user: &name,
+                    directory_marker: false,
+                },
+            )?;
             let valid = valid_count(store, &name, now).await?;
             eprintln!(
                 "disabled user {name:?}: no new certificates by any method; {valid} certificate(s) \
                  stay valid until they expire unless revoked (onlineca cert revoke --user {name})"
             );
         }
-        UserCommand::Enable { name } => match store.set_disabled(&name, false, now).await {
-            Ok(()) => eprintln!("enabled user {name:?}"),
-            Err(StoreError::UserNotFound(_)) => bail!("no user {name:?}"),
-            Err(e) => return Err(e.into()),
-        },
+        UserCommand::Enable { name } => {
+            audit.ready()?;
+            match store.set_disabled(&name, false, now).await {
+                Ok(()) => {
+                    eprintln!("enabled user {name:?}");
+                    audit.record(now, &Event::UserEnabled { user: &name })?;
+                }
+                Err(StoreError::UserNotFound(_)) => bail!("no user {name:?}"),
+                Err(e) => return Err(e.into()),
+            }
+        }
         UserCommand::List => {
             let users = store.list_users().await?;
             let mut locked: std::collections::BTreeMap<String, OffsetDateTime> = store
@@ -251,17 +299,25 @@ pub async fn run(
             }
         }
         UserCommand::Import { htpasswd, dry_run } => {
-            import_htpasswd(store, template, &htpasswd, dry_run, now).await?;
+            import_htpasswd(store, template, &htpasswd, dry_run, now, audit).await?;
         }
         UserCommand::Test {
             name,
             password_stdin,
         } => test_password(store, ldap, &name, password_stdin).await?,
         UserCommand::Unlock { name } => {
-            if store
+            audit.ready()?;
+            let had_failures = store
                 .clear_login_failures(&name.to_ascii_lowercase())
-                .await?
-            {
+                .await?;
+            audit.record(
+                now,
+                &Event::UserUnlocked {
+                    user: &name,
+                    had_failures,
+                },
+            )?;
+            if had_failures {
                 eprintln!(
                     "unlocked {name:?}: its failed passwords are forgotten, on every instance"
                 );
@@ -289,6 +345,7 @@ async fn import_htpasswd(
     path: &std::path::Path,
     dry_run: bool,
     now: OffsetDateTime,
+    audit: &mut CliAudit,
 ) -> Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -362,6 +419,7 @@ async fn import_htpasswd(
         );
         return Ok(());
     }
+    audit.ready()?;
     for (done, l) in ok.iter().enumerate() {
         let added = store
             .add_user(&User::new(l.name.clone(), l.hash.clone(), now)?)
@@ -373,6 +431,14 @@ async fn import_htpasswd(
                 l.name
             );
         }
+        let scheme = password::Scheme::of(&l.hash).name();
+        audit.record(
+            now,
+            &Event::UserImported {
+                user: &l.name,
+                scheme,
+            },
+        )?;
     }
     eprintln!(
         "imported {} user(s) ({}); each password becomes argon2id at the user's next login \

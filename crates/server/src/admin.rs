@@ -55,9 +55,15 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready to issue: the store answers a query. (The CA key is loaded before the
-/// listeners start, and kept in memory: a running server always has it.)
+/// Ready to issue: the store answers a query, and a required audit log can be
+/// written. (The CA key is loaded before the listeners start, and kept in memory: a
+/// running server always has it.)
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.audit.required()
+        && let Some(Err(e)) = state.audit.probe()
+    {
+        return AdminError::AuditDown(e.to_string()).into_response();
+    }
     match tokio::time::timeout(STORE_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
         Ok(Err(e)) => AdminError::StoreDown(e.to_string()).into_response(),

@@ -380,6 +380,9 @@ pub struct Config {
     /// `[admin]`: the metrics and health listener (off when absent).
     #[serde(default)]
     pub admin: AdminSection,
+    /// `[audit]`: the audit log (off when absent).
+    #[serde(default)]
+    pub audit: Option<crate::audit::AuditSection>,
     /// The file this came from (not a key in it).
     #[serde(skip)]
     pub path: PathBuf,
@@ -458,6 +461,19 @@ impl Config {
         }
         if let Some(l) = cfg.ldap.as_mut() {
             l.absolute_paths(abs);
+        }
+        if cfg
+            .audit
+            .as_ref()
+            .is_some_and(|a| a.path.as_os_str().is_empty())
+        {
+            return Err(cfg.invalid(
+                "audit.path",
+                "must name a file (relative to this configuration) or \"-\" for standard output",
+            ));
+        }
+        if let Some(a) = cfg.audit.as_mut().filter(|a| !a.is_stdout()) {
+            abs(&mut a.path);
         }
         cfg.store.url = absolute_store_url(&cfg.store.url, &base);
         cfg.check()?;
@@ -612,6 +628,13 @@ impl Config {
                 ),
             },
         );
+        line(
+            "audit.path",
+            self.audit
+                .as_ref()
+                .map(|a| a.describe())
+                .unwrap_or_else(|| "(none: issuances and admin actions are not audited)".into()),
+        );
         line("tls.cert", self.tls.cert.display().to_string());
         line("tls.key", self.tls.key.display().to_string());
         line("ca.cert", self.ca.cert.display().to_string());
@@ -752,6 +775,29 @@ mod tests {
     }
 
     const MINIMAL: &str = "[tls]\ncert = \"tls/server.pem\"\nkey = \"tls/server.key\"\n[ca]\ncert = \"ca/issuing.pem\"\nkey = \"ca/issuing.key\"\n";
+
+    #[test]
+    fn audit_paths_are_relative_to_the_file_and_dash_is_standard_output() {
+        let d = tempfile::tempdir().unwrap();
+        let load = |audit: &str| Config::load(&write(d.path(), &format!("{MINIMAL}{audit}")));
+        assert!(load("").unwrap().audit.is_none());
+        let cfg = load("[audit]\npath = \"log/audit.jsonl\"\n").unwrap();
+        let a = cfg.audit.unwrap();
+        assert_eq!(
+            a.path,
+            std::path::absolute(d.path())
+                .unwrap()
+                .join("log/audit.jsonl")
+        );
+        assert!(a.required && !a.fsync);
+        let a = load("[audit]\npath = \"-\"\nrequired = false\n")
+            .unwrap()
+            .audit
+            .unwrap();
+        assert!(a.is_stdout() && !a.required);
+        let e = load("[audit]\npath = \"\"\n").unwrap_err().to_string();
+        assert!(e.contains("audit.path"), "{e}");
+    }
 
     #[test]
     fn minimal_file_gets_defaults_and_absolute_paths() {

@@ -19,6 +19,7 @@ use onlineca_store::RevocationMark;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use crate::audit::{Event, timestamp};
 use crate::error::ApiError;
 use crate::routes::{fail, request_id};
 use crate::state::AppState;
@@ -194,11 +195,19 @@ pub async fn regenerate(state: &Arc<AppState>, now: OffsetDateTime) -> Result<u6
     .map_err(|e| ApiError::Internal(format!("CRL build task: {e}")))?
     .map_err(|e| ApiError::Internal(format!("CRL: {e}")))?;
     let entries = crl.entries;
+    let event = Event::CrlPublished {
+        number,
+        entries,
+        this_update: timestamp(crl.this_update),
+        next_update: timestamp(crl.next_update),
+    };
     state
         .crl
         .publish(crl, mark)
         .map_err(|e| ApiError::Internal(format!("trust roots with the CRL: {e}")))?;
     tracing::info!(crl_number = number, entries, "published a new CRL");
+    // Published either way: relying parties need the CRL more than the record.
+    let _ = state.audit.record(now, &event).await;
     Ok(number)
 }
 

@@ -95,6 +95,10 @@ pub enum ApiError {
     /// trusted): a directory user can be told neither yes nor no. Not a failed password.
     #[error("directory unavailable: {0}")]
     DirectoryUnavailable(String),
+    /// The audit log could not record an issuance and `[audit] required` is set:
+    /// the certificate (recorded in the store) is not handed out.
+    #[error("audit log unavailable: {0}")]
+    AuditUnavailable(String),
     /// Anything else on the server side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -133,9 +137,10 @@ impl ApiError {
             | ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::StoreUnavailable(_) | ApiError::DirectoryUnavailable(_) | ApiError::Busy => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::StoreUnavailable(_)
+            | ApiError::DirectoryUnavailable(_)
+            | ApiError::AuditUnavailable(_)
+            | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -157,6 +162,11 @@ impl ApiError {
                         "service temporarily unavailable (directory); nothing was issued; request id {request_id}\n"
                     )
                 }
+                ApiError::AuditUnavailable(_) => {
+                    format!(
+                        "service temporarily unavailable (audit log); no certificate was handed out; request id {request_id}\n"
+                    )
+                }
                 ApiError::Busy => format!("{self}; nothing was issued\n"),
                 _ => format!("internal server error; request id {request_id}\n"),
             }
@@ -176,7 +186,9 @@ impl ApiError {
             ApiError::LockedOut(wait) | ApiError::RateLimited(wait) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(*wait)));
             }
-            ApiError::StoreUnavailable(_) | ApiError::DirectoryUnavailable(_) => {
+            ApiError::StoreUnavailable(_)
+            | ApiError::DirectoryUnavailable(_)
+            | ApiError::AuditUnavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             ApiError::Busy => {
@@ -220,6 +232,9 @@ pub enum AdminError {
     /// `/readyz`: the store did not answer its query.
     #[error("not ready: store: {0}")]
     StoreDown(String),
+    /// `/readyz`: the audit log is required and cannot be written.
+    #[error("not ready: {0}")]
+    AuditDown(String),
     /// `/readyz`: the store did not answer in time.
     #[error("not ready: store: no answer within {}", humantime::format_duration(*.0))]
     StoreSlow(Duration),
@@ -238,9 +253,10 @@ impl AdminError {
     /// The status for this refusal.
     pub fn status(&self) -> StatusCode {
         match self {
-            AdminError::StoreDown(_) | AdminError::StoreSlow(_) | AdminError::Timeout => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AdminError::StoreDown(_)
+            | AdminError::StoreSlow(_)
+            | AdminError::AuditDown(_)
+            | AdminError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Encode => StatusCode::INTERNAL_SERVER_ERROR,
             AdminError::NotFound => StatusCode::NOT_FOUND,
         }

@@ -8,6 +8,7 @@ use onlineca_core::{IssueError, Issued, Principal, csr};
 use onlineca_store::{IssuedCert, StoreError};
 use time::OffsetDateTime;
 
+use crate::audit::{Event, timestamp};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -24,13 +25,16 @@ pub struct IssueRequest {
     pub lifetime_cap: Option<Duration>,
     /// The time of the request.
     pub now: OffsetDateTime,
+    /// The request id, for the audit record.
+    pub request_id: String,
 }
 
 /// Attempts at a fresh serial if the store reports a clash (2^-159 odds per pair;
 /// the loop only guards against a broken random source going unnoticed).
 const SERIAL_ATTEMPTS: usize = 3;
 
-/// Issues and records a certificate. Nothing is returned that was not recorded.
+/// Issues and records a certificate. Nothing is returned that was not recorded, in
+/// the store and (when configured) in the audit log.
 pub async fn issue(state: &AppState, req: IssueRequest) -> Result<Issued, ApiError> {
     let checked = csr::check(&req.csr_der).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     for _ in 0..SERIAL_ATTEMPTS {
@@ -70,6 +74,7 @@ pub async fn issue(state: &AppState, req: IssueRequest) -> Result<Issued, ApiErr
             .await
         {
             Ok(()) => {
+                audit(state, &req, &issued).await?;
                 state.metrics.issued(req.principal.method.as_str());
                 return Ok(issued);
             }
@@ -82,4 +87,28 @@ pub async fn issue(state: &AppState, req: IssueRequest) -> Result<Issued, ApiErr
     Err(ApiError::Internal(
         "could not obtain a unique serial".into(),
     ))
+}
+
+/// The issuance's audit record, written before the certificate is handed out. A
+/// required log that cannot be written withholds the certificate (already in the
+/// store, so the inventory shows it; the client never received it).
+async fn audit(state: &AppState, req: &IssueRequest, issued: &Issued) -> Result<(), ApiError> {
+    let p = &req.principal;
+    let event = Event::Issued {
+        request_id: &req.request_id,
+        serial: &issued.serial_hex,
+        subject: &issued.subject,
+        user: &p.username,
+        method: p.method.as_str(),
+        retriever: p.retriever.as_deref(),
+        renews: p.renews.as_deref(),
+        spki_sha256: &issued.spki_sha256,
+        not_before: timestamp(issued.not_before),
+        not_after: timestamp(issued.not_after),
+        client: req.client_addr.map(|a| a.ip().to_string()),
+    };
+    match state.audit.record(req.now, &event).await {
+        Err(e) if state.audit.required() => Err(ApiError::AuditUnavailable(e.to_string())),
+        _ => Ok(()),
+    }
 }

@@ -2,6 +2,7 @@
 //! and the error-to-status map.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod client_cert;

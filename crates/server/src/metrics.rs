@@ -37,6 +37,8 @@ pub struct Metrics {
     /// Connections open on the public listener.
     pub open_connections: Gauge,
     ca_not_after: Family<Labels, Gauge>,
+    /// Audit records that could not be written.
+    pub audit_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -93,8 +95,15 @@ impl Metrics {
             "End of validity (Unix time) of each CA certificate served in the trust roots",
             ca_not_after.clone(),
         );
+        let audit_errors = Counter::default();
+        registry.register(
+            "audit_errors",
+            "Audit records that could not be written (with [audit] required, each failed its request)",
+            audit_errors.clone(),
+        );
         Metrics {
             registry,
+            audit_errors,
             issued,
             requests,
             request_duration,

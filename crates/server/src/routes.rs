@@ -13,6 +13,7 @@ use axum::routing::any;
 use onlineca_core::trustroots::Encoding;
 use time::OffsetDateTime;
 
+use crate::audit::Event;
 use crate::error::ApiError;
 use crate::issuance::{self, IssueRequest};
 use crate::state::AppState;
@@ -131,6 +132,7 @@ async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Respon
         client_addr: peer,
         lifetime_cap: auth.lifetime_cap,
         now,
+        request_id: id.0.clone(),
     };
     match issuance::issue(&state, issue).await {
         Ok(issued) => {
@@ -221,6 +223,28 @@ pub(crate) fn route_label(prefix: &str, path: &str) -> &'static str {
     }
 }
 
+/// The audit record of a refused certificate request. The refusal stands whether or
+/// not it could be recorded (the failure is logged and counted).
+async fn audit_refusal(
+    state: &AppState,
+    now: OffsetDateTime,
+    id: &str,
+    status: u16,
+    fields: &LogFields,
+    client: &str,
+) {
+    let event = Event::Refused {
+        request_id: id,
+        status,
+        reason: fields.error.as_deref().unwrap_or("-"),
+        user: fields.user.as_deref(),
+        method: fields.auth,
+        retriever: fields.retriever.as_deref(),
+        client: (!client.is_empty()).then(|| client.to_string()),
+    };
+    let _ = state.audit.record(now, &event).await;
+}
+
 fn new_request_id() -> String {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = [0u8; 8];
@@ -234,6 +258,7 @@ fn new_request_id() -> String {
 /// decimals), request id, client. Never a credential, never a key.
 async fn access_log(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let now = OffsetDateTime::now_utc();
     let id = new_request_id();
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
@@ -262,12 +287,12 @@ async fn access_log(State(state): State<Arc<AppState>>, mut req: Request, next: 
         resp.headers_mut().insert("x-request-id", v);
     }
     let status = resp.status().as_u16();
+    let route = route_label(&state.config.server.prefix, &path);
+    if route == "certificate" && status >= 400 {
+        audit_refusal(&state, now, &id, status, &fields, &client).await;
+    }
     let elapsed = started.elapsed().as_secs_f64();
-    state.metrics.request(
-        route_label(&state.config.server.prefix, &path),
-        status,
-        elapsed,
-    );
+    state.metrics.request(route, status, elapsed);
     // Milliseconds to the microsecond: a fixed, readable precision.
     let duration_ms = format!("{:.3}", elapsed * 1000.0);
     let user = fields.user.as_deref().unwrap_or("-");

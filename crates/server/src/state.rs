@@ -62,6 +62,9 @@ pub enum StartError {
         /// Why (shown in the message, so not a `source`).
         error: std::io::Error,
     },
+    /// The audit log is required and cannot be written.
+    #[error("{0}; fix it, or set [audit] required = false to serve without it")]
+    Audit(crate::audit::AuditError),
     /// The `[ldap]` settings name a file that cannot be used.
     #[error("{0}")]
     Directory(#[from] crate::ldap::DirectoryConfigError),
@@ -102,6 +105,8 @@ pub struct AppState {
     pub bodies: tokio::sync::Semaphore,
     /// Counters and histograms, served by the admin listener.
     pub metrics: crate::metrics::Metrics,
+    /// The audit log (off unless `[audit]` is configured).
+    pub audit: crate::audit::AuditLog,
 }
 
 /// How many request bodies may be buffered at once: 256 × 64 KiB = 16 MiB by default,
@@ -181,7 +186,10 @@ impl AppState {
                 .transpose()?,
         );
         metrics.register_passwords(&mut passwords);
+        let audit = crate::audit::AuditLog::start(config.audit.as_ref(), &metrics.audit_errors)
+            .map_err(StartError::Audit)?;
         Ok(AppState {
+            audit,
             client_auth,
             passwords,
             metrics,

@@ -160,13 +160,19 @@ impl TestCa {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let rest_path = self.stdout_path();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             if let Some(Ok(line)) = lines.next() {
                 let _ = tx.send(line);
             }
-            // Keep draining so the server never blocks on a full pipe.
-            for _ in lines {}
+            // Keep draining so the server never blocks on a full pipe; what follows
+            // the URL line (an audit log on standard output) goes to a file.
+            let mut rest = std::fs::File::create(rest_path).unwrap();
+            for line in lines.map_while(Result::ok) {
+                use std::io::Write;
+                let _ = writeln!(rest, "{line}");
+            }
         });
         let line = rx
             .recv_timeout(Duration::from_secs(60))
@@ -236,6 +242,11 @@ impl TestCa {
     /// A path inside the temporary directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// Where the server's standard output after its URL line goes.
+    pub fn stdout_path(&self) -> PathBuf {
+        self.dir.path().join("server.stdout")
     }
 
     /// The server log so far.
