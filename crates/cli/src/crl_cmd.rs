@@ -26,6 +26,8 @@ pub struct RootCrlArgs {
     /// Write the PEM here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub passphrase: crate::passphrase::PassphraseArgs,
 }
 
 /// Signs the empty CRL. Its number is the current Unix time, so a CRL signed later
@@ -34,7 +36,13 @@ pub fn run(args: &RootCrlArgs, now: OffsetDateTime) -> Result<()> {
     let read = |p: &PathBuf| {
         std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
     };
-    let ca = IssuingCa::from_pem(&read(&args.cert)?, &read(&args.key)?, "")
+    let key = args.passphrase.load_key(&args.key)?;
+    let cert = onlineca_core::issuer::pem_certificates(&read(&args.cert)?)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no certificate in {}", args.cert.display()))?;
+    let ca = IssuingCa::new(cert, key, &[])
         .with_context(|| format!("cannot sign with {}", args.cert.display()))?;
     let number = u64::try_from(now.unix_timestamp()).context("the clock is before 1970")?;
     let next_update = now

@@ -32,7 +32,11 @@ pub const INIT: &str = "\
 Examples:
   onlineca init --dir /etc/onlineca --hostname ca.example.org --org Example
   onlineca init --dir /etc/onlineca --key-type rsa3072 --cert-lifetime 8h
-  # An existing CA, kept:
+  # The CA keys encrypted at rest (serve then needs the passphrase too):
+  onlineca init --dir /etc/onlineca --encrypt-key --passphrase-file /root/ca.pass
+  # A name of your own instead of \"<org> <random suffix>\":
+  onlineca init --dir /etc/onlineca --org Example --ca-name \"Example Research\"
+  # An existing CA, kept (its key may be encrypted: add --passphrase-file):
   onlineca init --dir /etc/onlineca --import-ca-cert ca.pem --import-ca-key ca.key \\
       --import-ca-chain root.pem
 ";
@@ -47,6 +51,8 @@ Examples:
   ONLINECA_CONFIG=/etc/onlineca/onlineca.toml onlineca serve
   # Another address than the configured one (port 0: any free port):
   onlineca serve --dir ./onlineca-data --listen 127.0.0.1:9443
+  # Encrypted CA keys: the passphrase from a file (or asked on the terminal):
+  onlineca serve --config /etc/onlineca/onlineca.toml --passphrase-file /run/credentials/ca.pass
 ";
 
 /// `onlineca user --help`.

@@ -6,8 +6,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use onlineca_core::IssuingCa;
+use onlineca_core::keyfile;
 use onlineca_core::pki::{self, KeyType, PkiOptions};
+use rcgen::KeyPair;
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 use crate::files::{create_dir, create_new};
 
@@ -26,9 +29,11 @@ pub struct InitArgs {
     /// Organisation name, in the CA's and the users' subjects.
     #[arg(long, default_value = "onlineca")]
     pub org: String,
-    /// Name of the CA: the root's CN is "<name> Root CA", the issuing CA's "<name> Issuing CA".
-    #[arg(long, default_value = "onlineca")]
-    pub ca_name: String,
+    /// Name of the CA: the root's CN is "<name> Root CA", the issuing CA's "<name> Issuing
+    /// CA". Default: the organisation and a random suffix ("onlineca 5f3a9c1e"), so
+    /// that two CAs never share a subject (and a relying party's `<hash>.0` file).
+    #[arg(long)]
+    pub ca_name: Option<String>,
     /// Root CA lifetime.
     #[arg(long, default_value = "20y", value_parser = humantime::parse_duration)]
     pub root_lifetime: Duration,
@@ -53,6 +58,12 @@ pub struct InitArgs {
     /// PEM certificates above the imported CA (intermediates, root).
     #[arg(long, requires = "import_ca_cert")]
     pub import_ca_chain: Option<PathBuf>,
+    /// Write the root and issuing CA keys encrypted (PKCS#8, PBES2: PBKDF2-SHA256 and
+    /// AES-256-CBC) with the passphrase from --passphrase-file, or asked twice.
+    #[arg(long)]
+    pub encrypt_key: bool,
+    #[command(flatten)]
+    pub passphrase: crate::passphrase::PassphraseArgs,
 }
 
 impl InitArgs {
@@ -88,6 +99,17 @@ pub async fn run(args: &InitArgs) -> Result<()> {
             );
         }
     }
+    // Asked before anything is created, so that a mistyped passphrase leaves nothing.
+    let encrypt = match args.encrypt_key {
+        true => Some(args.passphrase.new_passphrase()?),
+        false => None,
+    };
+    let key_file = |key: &KeyPair| -> Result<Zeroizing<String>> {
+        Ok(match &encrypt {
+            Some(p) => keyfile::encrypt(key, p)?,
+            None => Zeroizing::new(key.serialize_pem()),
+        })
+    };
     create_dir(dir, 0o755)?;
     create_dir(&dir.join("ca"), 0o700)?;
     create_dir(&dir.join("tls"), 0o700)?;
@@ -95,7 +117,10 @@ pub async fn run(args: &InitArgs) -> Result<()> {
     let opts = PkiOptions {
         key_type: args.key_type,
         org: args.org.clone(),
-        ca_name: args.ca_name.clone(),
+        ca_name: match &args.ca_name {
+            Some(n) => n.clone(),
+            None => default_ca_name(&args.org)?,
+        },
         hostnames: args.hostnames.clone(),
         root_lifetime: args.root_lifetime,
         ca_lifetime: args.ca_lifetime,
@@ -103,7 +128,17 @@ pub async fn run(args: &InitArgs) -> Result<()> {
         now: OffsetDateTime::now_utc(),
     };
     let chain_written = match (&args.import_ca_cert, &args.import_ca_key) {
-        (Some(cert), Some(key)) => import(dir, &opts, cert, key, args.import_ca_chain.as_deref())?,
+        (Some(cert), Some(key)) => {
+            let key_pair = args.passphrase.load_key(key)?;
+            let written = key_file(&key_pair)?;
+            let imported = Import {
+                cert,
+                key: &key_pair,
+                key_file: &written,
+                chain: args.import_ca_chain.as_deref(),
+            };
+            import(dir, &opts, &imported)?
+        }
         _ => {
             let created = pki::create(&opts).context("creating the CA")?;
             create_new(
@@ -111,9 +146,10 @@ pub async fn run(args: &InitArgs) -> Result<()> {
                 created.root.cert_pem.as_bytes(),
                 0o644,
             )?;
+            let root_key = KeyPair::from_pem(&created.root.key_pem)?;
             create_new(
                 &dir.join("ca/root.key"),
-                created.root.key_pem.as_bytes(),
+                key_file(&root_key)?.as_bytes(),
                 0o600,
             )?;
             create_new(
@@ -121,9 +157,10 @@ pub async fn run(args: &InitArgs) -> Result<()> {
                 created.issuing.cert_pem.as_bytes(),
                 0o644,
             )?;
+            let issuing_key = KeyPair::from_pem(&created.issuing.key_pem)?;
             create_new(
                 &dir.join("ca/issuing.key"),
-                created.issuing.key_pem.as_bytes(),
+                key_file(&issuing_key)?.as_bytes(),
                 0o600,
             )?;
             create_new(
@@ -145,12 +182,23 @@ pub async fn run(args: &InitArgs) -> Result<()> {
     // Open the store once so that it exists, with its schema, before the first serve.
     let cfg = onlineca_server::Config::load(&dir.join(CONFIG_FILE))?;
     let store = onlineca_store::open(&cfg.store.url).await?;
-    store.close().await;
 
-    let ca = IssuingCa::from_pem(
-        &std::fs::read_to_string(dir.join("ca/issuing.pem"))?,
+    store.close().await;
+    // Read back as serve will read it: the key written opens with the passphrase.
+    let key = keyfile::load(
         &std::fs::read_to_string(dir.join("ca/issuing.key"))?,
-        "",
+        encrypt.as_ref(),
+    )?;
+    let cert = onlineca_core::issuer::pem_certificates(&std::fs::read_to_string(
+        dir.join("ca/issuing.pem"),
+    )?)
+    .map_err(anyhow::Error::msg)?;
+    let ca = IssuingCa::new(
+        cert.into_iter()
+            .next()
+            .context("no issuing CA certificate")?,
+        key,
+        &[],
     )?;
     eprintln!(
         "created {} in {}\n  issuing CA: {}\n  configuration: {}",
@@ -169,20 +217,42 @@ pub async fn run(args: &InitArgs) -> Result<()> {
             dir.join("ca/root.key").display()
         );
     }
+    if encrypt.is_some() {
+        eprintln!(
+            "  the CA keys are encrypted: serve with --passphrase-file FILE (or \
+             ONLINECA_PASSPHRASE_FILE), or on a terminal to be asked"
+        );
+    }
     Ok(())
 }
 
-fn import(
-    dir: &Path,
-    opts: &PkiOptions,
-    cert: &Path,
-    key: &Path,
-    chain: Option<&Path>,
-) -> Result<bool> {
+/// The organisation and eight random hex digits: distinct for every `init`, so the
+/// subject hashes that name trust-root files (`<hash>.0`) of two CAs never collide.
+fn default_ca_name(org: &str) -> Result<String> {
+    // A fresh serial's bytes after the first (whose top bits are fixed) are random.
+    let random = onlineca_core::serial::random_serial()
+        .map_err(|_| anyhow::anyhow!("no randomness for the CA's name"))?;
+    let suffix: String = random[1..5].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{org} {suffix}"))
+}
+
+/// An issuing CA made elsewhere, to import.
+struct Import<'a> {
+    /// Its certificate file.
+    cert: &'a Path,
+    /// Its key, decrypted.
+    key: &'a KeyPair,
+    /// What to write as `ca/issuing.key` (encrypted or not).
+    key_file: &'a str,
+    /// The certificates above it.
+    chain: Option<&'a Path>,
+}
+
+fn import(dir: &Path, opts: &PkiOptions, imported: &Import<'_>) -> Result<bool> {
+    let (cert, chain) = (imported.cert, imported.chain);
     let cert_pem =
         std::fs::read_to_string(cert).with_context(|| format!("cannot read {}", cert.display()))?;
-    let key_pem =
-        std::fs::read_to_string(key).with_context(|| format!("cannot read {}", key.display()))?;
+    let key_pem = Zeroizing::new(imported.key.serialize_pem());
     let chain_pem = match chain {
         Some(p) => {
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
@@ -212,7 +282,11 @@ fn import(
         );
     }
     create_new(&dir.join("ca/issuing.pem"), cert_pem.as_bytes(), 0o644)?;
-    create_new(&dir.join("ca/issuing.key"), key_pem.as_bytes(), 0o600)?;
+    create_new(
+        &dir.join("ca/issuing.key"),
+        imported.key_file.as_bytes(),
+        0o600,
+    )?;
     if chain.is_some() {
         create_new(&dir.join("ca/root.pem"), chain_pem.as_bytes(), 0o644)?;
     }

@@ -10,6 +10,7 @@ mod getcert;
 mod help;
 mod home;
 mod init;
+mod passphrase;
 mod prompt;
 mod retrievers;
 mod serve_cmd;
@@ -123,6 +124,8 @@ enum ConfigCommand {
         /// The configuration file.
         #[arg(long, env = "ONLINECA_CONFIG")]
         config: PathBuf,
+        #[command(flatten)]
+        passphrase: passphrase::PassphraseArgs,
     },
 }
 
@@ -204,9 +207,10 @@ async fn run(command: Command) -> Result<()> {
             retrievers::run(command, &Config::load(&config_arg(config)?)?)
         }
         Command::Config {
-            command: ConfigCommand::Check { config },
+            command: ConfigCommand::Check { config, passphrase },
         } => {
-            let cfg = Config::load(&config)?;
+            let mut cfg = Config::load(&config)?;
+            cfg.ca.passphrase = passphrase.for_key(&cfg.ca.key)?;
             let summary = cfg.summary();
             let store = onlineca_store::open(&cfg.store.url).await?;
             onlineca_server::tls::server_config(&cfg.tls)?;

@@ -7,15 +7,19 @@ use anyhow::{Context, Result, bail};
 /// or address" the terminal library would report. `what` names the secret ("the
 /// password"), `instead` the option (`--password-stdin`).
 pub fn secret(prompt: &str, what: &str, instead: &str) -> Result<String> {
-    // rpassword reads /dev/tty too: opening it is the test for a terminal.
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .is_err()
-    {
+    if !has_terminal() {
         bail!("no terminal to ask for {what}: use {instead}");
     }
     rpassword::prompt_password(prompt)
         .with_context(|| format!("cannot read {what} (or use {instead})"))
+}
+
+/// Whether a controlling terminal can be asked. rpassword reads /dev/tty: opening it
+/// is the test.
+pub fn has_terminal() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .is_ok()
 }

@@ -26,6 +26,8 @@ pub struct ServeArgs {
     /// Listen on this address instead of the configured one (port 0: any free port).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub passphrase: crate::passphrase::PassphraseArgs,
 }
 
 /// Runs `onlineca serve`.
@@ -65,7 +67,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             .await?
         }
     };
-    serve(&config_path, listener).await
+    serve(&config_path, listener, &args.passphrase).await
 }
 
 /// Binds `addr`, saying on failure which address and what to change.
@@ -81,8 +83,13 @@ async fn bind(addr: SocketAddr, from_flag: bool) -> Result<TcpListener> {
     })
 }
 
-async fn serve(config_path: &Path, listener: TcpListener) -> Result<()> {
+async fn serve(
+    config_path: &Path,
+    listener: TcpListener,
+    passphrase: &crate::passphrase::PassphraseArgs,
+) -> Result<()> {
     let mut cfg = Config::load(config_path)?;
+    cfg.ca.passphrase = passphrase.for_key(&cfg.ca.key)?;
     let addr = listener.local_addr()?;
     cfg.server.listen = addr;
     let store = onlineca_store::open(&cfg.store.url)

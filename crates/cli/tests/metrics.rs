@@ -139,7 +139,7 @@ fn scrapes_follow_issuances_and_refusals() {
         "{text}"
     );
     // Both CA certificates served (issuing and root), with their real end dates.
-    for cn in ["onlineca Issuing CA", "onlineca Root CA"] {
+    for cn in [" Issuing CA\"}", " Root CA\"}"] {
         let line = text
             .lines()
             .find(|l| l.starts_with("onlineca_ca_not_after_seconds{") && l.contains(cn))

@@ -12,6 +12,7 @@ pub mod csr;
 pub mod der;
 pub mod dn;
 pub mod issuer;
+pub mod keyfile;
 pub mod password;
 pub mod pki;
 pub mod principal;

@@ -161,6 +161,10 @@ pub struct CaSection {
     /// (otherwise start-up refuses, naming the file and the `chmod` that fixes it).
     #[serde(default)]
     pub allow_insecure_key_permissions: bool,
+    /// The passphrase of an encrypted key: never in the file, set by the command that
+    /// loads the configuration (`--passphrase-file`, or a prompt).
+    #[serde(skip)]
+    pub passphrase: Option<onlineca_core::keyfile::Passphrase>,
 }
 
 /// `[certificate]`: the profile of issued certificates.

@@ -48,6 +48,15 @@ pub enum StartError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The CA key file cannot be used: encrypted without a passphrase, a wrong
+    /// passphrase, or not a key.
+    #[error("{}: {}", path.display(), key_problem(error))]
+    Key {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Why.
+        error: onlineca_core::keyfile::KeyFileError,
+    },
     /// A certificate or key is unusable.
     #[error("{0}")]
     Invalid(String),
@@ -71,6 +80,22 @@ pub enum StartError {
     /// Another I/O failure while setting up.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// What went wrong with a key file, and which flag fixes it (for every command
+/// that opens a CA key).
+pub fn key_problem(e: &onlineca_core::keyfile::KeyFileError) -> String {
+    use onlineca_core::keyfile::KeyFileError as E;
+    match e {
+        E::PassphraseNeeded => "the key is encrypted: give its passphrase with \
+             --passphrase-file FILE (or ONLINECA_PASSPHRASE_FILE=FILE, or run on a terminal \
+             to be asked)"
+            .into(),
+        E::WrongPassphrase => "cannot decrypt the key: wrong passphrase (check the file given \
+             with --passphrase-file or ONLINECA_PASSPHRASE_FILE)"
+            .into(),
+        other => other.to_string(),
+    }
 }
 
 // By hand rather than `#[from]`, which would also make the store error a `source`
@@ -140,6 +165,32 @@ fn check_key_permissions(path: &std::path::Path, allow: bool) -> Result<(), Star
     })
 }
 
+/// The issuing CA: its certificate and its key, decrypted with the configured
+/// passphrase when the key file is encrypted.
+fn load_issuing_ca(config: &Config, chain_pem: &str) -> Result<IssuingCa, StartError> {
+    let ca_err = |error| StartError::Ca {
+        path: config.ca.cert.clone(),
+        error,
+    };
+    let key = onlineca_core::keyfile::load(&read(&config.ca.key)?, config.ca.passphrase.as_ref())
+        .map_err(|error| StartError::Key {
+        path: config.ca.key.clone(),
+        error,
+    })?;
+    let cert_der = pem_certificates(&read(&config.ca.cert)?)
+        .map_err(|e| ca_err(onlineca_core::IssuerError::Certificate(e)))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            ca_err(onlineca_core::IssuerError::Certificate(
+                "no CERTIFICATE block found".into(),
+            ))
+        })?;
+    let chain =
+        pem_certificates(chain_pem).map_err(|e| ca_err(onlineca_core::IssuerError::Chain(e)))?;
+    IssuingCa::new(cert_der, key, &chain).map_err(ca_err)
+}
+
 /// Reads a file named by the configuration.
 pub fn read(path: &std::path::Path) -> Result<String, StartError> {
     std::fs::read_to_string(path).map_err(|error| StartError::Read {
@@ -156,11 +207,7 @@ impl AppState {
             None => String::new(),
         };
         check_key_permissions(&config.ca.key, config.ca.allow_insecure_key_permissions)?;
-        let ca = IssuingCa::from_pem(&read(&config.ca.cert)?, &read(&config.ca.key)?, &chain_pem)
-            .map_err(|error| StartError::Ca {
-            path: config.ca.cert.clone(),
-            error,
-        })?;
+        let ca = load_issuing_ca(&config, &chain_pem)?;
         let template = config
             .subject_template()
             .map_err(|e| StartError::Invalid(e.to_string()))?;

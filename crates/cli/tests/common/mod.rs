@@ -146,12 +146,18 @@ impl TestCa {
 
     /// Starts `onlineca serve` on a free port and waits for its URL line.
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Like [`TestCa::start`], with more arguments for `serve`.
+    pub fn start_with(&mut self, extra: &[&str]) {
         let log = std::fs::File::create(&self.log).unwrap();
         let mut child = onlineca()
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -455,6 +461,19 @@ pub fn write_trustroots(body: &str, dir: &Path) -> Vec<String> {
         names.push(name.to_string());
     }
     names
+}
+
+/// One field of a PEM certificate as `openssl x509 -noout FLAG` prints it (`-subject`,
+/// `-subject_hash`, ...), trimmed.
+pub fn x509_field(pem: &Path, flag: &str) -> String {
+    let out = ok(&mut openssl(&[
+        "x509",
+        "-noout",
+        flag,
+        "-in",
+        pem.to_str().unwrap(),
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Whether a tool is on PATH.
