@@ -74,8 +74,7 @@ fn fixture() -> &'static Fixture {
         let pem = std::fs::read_to_string(&anchor_path).unwrap();
         let certs = onlineca_core::issuer::pem_certificates(&pem).unwrap();
         let issuing = &certs[0];
-        let (_, parsed) = X509Certificate::from_der(issuing).unwrap();
-        let renewal = Renewal::new(true, issuing, parsed.subject().as_raw()).unwrap();
+        let renewal = Renewal::new(true, [issuing.as_slice()]).unwrap();
         let issuing_anchor = vec![anchor(issuing).unwrap()];
         // Retrievers as the server loads them: from the configuration.
         let toml = format!(

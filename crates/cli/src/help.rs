@@ -237,3 +237,27 @@ Examples:
   onlineca man | man -l -
   onlineca man --dir /usr/local/share/man/man1   # onlineca.1 and one page per command
 ";
+
+/// `onlineca ca --help`.
+pub const CA: &str = "\
+Examples:
+  onlineca ca status --config /etc/onlineca/onlineca.toml
+  onlineca ca rotate --config /etc/onlineca/onlineca.toml --root-key /media/offline/root.key
+";
+
+/// `onlineca ca rotate --help`.
+pub const CA_ROTATE: &str = "\
+Examples:
+  # The root key comes back from offline storage for this one signature:
+  onlineca ca rotate --config /etc/onlineca/onlineca.toml --root-key /media/offline/root.key
+  # Encrypted keys: the same passphrase opens the root key, the old and the new issuing key:
+  onlineca ca rotate --config /etc/onlineca/onlineca.toml --passphrase-file /root/ca.pass
+  # Then restart every instance, and check:
+  onlineca ca status --config /etc/onlineca/onlineca.toml
+";
+
+/// `onlineca ca status --help`.
+pub const CA_STATUS: &str = "\
+Examples:
+  onlineca ca status --config /etc/onlineca/onlineca.toml
+";

@@ -2,6 +2,7 @@
 //! certificates it issued, and (on the user's side) fetch trust roots and get
 //! certificates.
 
+mod ca_cmd;
 mod certs;
 mod crl_cmd;
 mod docs;
@@ -72,6 +73,15 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: certs::CertCommand,
+    },
+    /// The CAs: rotate the issuing CA, show what each covers.
+    #[command(after_long_help = help::CA)]
+    Ca {
+        /// The configuration file.
+        #[arg(long, global = true, env = "ONLINECA_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ca_cmd::CaCommand,
     },
     /// Sign CRLs the server does not publish itself.
     #[command(after_long_help = help::CRL)]
@@ -197,6 +207,15 @@ async fn run(command: Command) -> Result<()> {
             let now = time::OffsetDateTime::now_utc();
             let mut audit = CliAudit::new(cfg.audit.as_ref());
             let r = certs::run(command, store.as_ref(), now, cfg.crl.poll, &mut audit).await;
+            store.close().await;
+            r
+        }
+        Command::Ca { config, command } => {
+            let cfg = Config::load(&config_arg(config)?)?;
+            let store = onlineca_store::open(&cfg.store.url).await?;
+            let mut audit = CliAudit::new(cfg.audit.as_ref());
+            let now = time::OffsetDateTime::now_utc();
+            let r = ca_cmd::run(command, &cfg, store.as_ref(), &mut audit, now).await;
             store.close().await;
             r
         }

@@ -294,3 +294,114 @@ fn tls_certificate(
         key_pem: key.serialize_pem(),
     })
 }
+
+/// The issuing CA that replaces another: a fresh key of the same kind, the same
+/// subject with the next generation in its CN ("... Issuing CA" becomes "... Issuing
+/// CA G2", then "G3"), so that its `<hash>.0` file never collides with the one it
+/// replaces; the same lifetime, within the root's; signed by the root.
+pub struct Rotation {
+    /// The new issuing CA's certificate (PEM).
+    pub cert_pem: String,
+    /// Its key.
+    pub key: KeyPair,
+}
+
+/// Makes the successor of the issuing CA `old_der`, signed by the root `root_pem`
+/// with `root_key`, at `now`.
+pub fn rotate_issuing(
+    old_der: &[u8],
+    root_pem: &str,
+    root_key: &KeyPair,
+    now: OffsetDateTime,
+) -> Result<Rotation, PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, old) = X509Certificate::from_der(old_der)
+        .map_err(|e| PkiError::Invalid(format!("issuing CA certificate: {e}")))?;
+    let root_der = pem_certificate(root_pem)
+        .ok_or_else(|| PkiError::Invalid("unreadable root certificate".into()))?;
+    let (_, root) = X509Certificate::from_der(&root_der)
+        .map_err(|e| PkiError::Invalid(format!("root certificate: {e}")))?;
+    let lifetime = old.validity().not_after.to_datetime() - old.validity().not_before.to_datetime();
+    let not_after = (now + lifetime).min(root.validity().not_after.to_datetime());
+    if not_after <= now + time::Duration::days(1) {
+        return Err(PkiError::Invalid(
+            "the root expires within a day: a new issuing CA under it would be useless".into(),
+        ));
+    }
+    let key = key_like(old.public_key())?;
+    let mut dn = DistinguishedName::new();
+    for rdn in old.subject().iter() {
+        for attr in rdn.iter() {
+            let value = attr
+                .as_str()
+                .map_err(|_| PkiError::Invalid("the issuing CA's subject is not text".into()))?;
+            let oid: Vec<u64> = attr
+                .attr_type()
+                .iter()
+                .ok_or_else(|| PkiError::Invalid("odd attribute type".into()))?
+                .collect();
+            let kind = DnType::from_oid(&oid);
+            let value = if kind == DnType::CommonName {
+                next_generation(value)
+            } else {
+                value.to_string()
+            };
+            dn.push(kind, value);
+        }
+    }
+    let mut p = ca_params(dn, now, Duration::from_secs(60), Some(0))?;
+    p.not_after = not_after;
+    let issuer = Issuer::from_ca_cert_pem(root_pem, root_key).map_err(rc("root certificate"))?;
+    let cert = p
+        .signed_by(&key, &issuer)
+        .map_err(rc("issuing CA certificate"))?;
+    Ok(Rotation {
+        cert_pem: cert.pem(),
+        key,
+    })
+}
+
+/// The first certificate of a PEM text, DER.
+fn pem_certificate(pem: &str) -> Option<Vec<u8>> {
+    crate::issuer::pem_certificates(pem)
+        .ok()?
+        .into_iter()
+        .next()
+}
+
+/// A fresh key of the same algorithm (and, for RSA, size) as `spki`.
+fn key_like(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<KeyPair, PkiError> {
+    use x509_parser::public_key::PublicKey;
+    let kind = match spki.parsed() {
+        Ok(PublicKey::EC(point)) if point.key_size() == 384 => KeyType::P384,
+        Ok(PublicKey::EC(_)) => KeyType::P256,
+        Ok(PublicKey::RSA(rsa)) => match rsa.key_size() {
+            ..=2048 => KeyType::Rsa2048,
+            2049..=3072 => KeyType::Rsa3072,
+            _ => KeyType::Rsa4096,
+        },
+        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => KeyType::Ed25519,
+        _ => return Err(PkiError::Invalid("unsupported issuing CA key type".into())),
+    };
+    kind.generate().map_err(rc("issuing CA key"))
+}
+
+/// "X Issuing CA" → "X Issuing CA G2"; "X G2" → "X G3".
+fn next_generation(cn: &str) -> String {
+    if let Some((head, tail)) = cn.rsplit_once(" G")
+        && let Ok(n) = tail.parse::<u32>()
+    {
+        return format!("{head} G{}", n + 1);
+    }
+    format!("{cn} G2")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_rotated_ca_takes_the_next_generation() {
+        assert_eq!(super::next_generation("X Issuing CA"), "X Issuing CA G2");
+        assert_eq!(super::next_generation("X Issuing CA G2"), "X Issuing CA G3");
+        assert_eq!(super::next_generation("Acme G"), "Acme G G2");
+    }
+}

@@ -190,8 +190,19 @@ pub enum Event<'a> {
         /// Whether any failures were recorded.
         had_failures: bool,
     },
+    /// The issuing CA was replaced (`ca rotate`); the old one is retired.
+    CaRotated {
+        /// The CA that issued until now.
+        old_ca: &'a str,
+        /// The CA that issues from now on (once the servers restart).
+        new_ca: &'a str,
+        /// Where the retired CA's certificate is kept.
+        retired_cert: &'a str,
+    },
     /// A new CRL was signed and published.
     CrlPublished {
+        /// The CA that signed it (the active issuing CA, or a retired one).
+        issuer: String,
         /// Its CRL number.
         number: u64,
         /// Entries (revoked, unexpired certificates).
@@ -220,6 +231,7 @@ impl Event<'_> {
             Event::UserRemoved { .. } => "user_removed",
             Event::UserUnlocked { .. } => "user_unlocked",
             Event::CrlPublished { .. } => "crl_published",
+            Event::CaRotated { .. } => "ca_rotated",
         }
     }
 }

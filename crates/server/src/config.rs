@@ -161,10 +161,26 @@ pub struct CaSection {
     /// (otherwise start-up refuses, naming the file and the `chmod` that fixes it).
     #[serde(default)]
     pub allow_insecure_key_permissions: bool,
+    /// Issuing CAs replaced by `onlineca ca rotate`: still published in the trust
+    /// roots, with a CRL of their own, and accepted for renewal, while certificates
+    /// they signed are unexpired.
+    #[serde(default)]
+    pub retired: Vec<RetiredCa>,
     /// The passphrase of an encrypted key: never in the file, set by the command that
     /// loads the configuration (`--passphrase-file`, or a prompt).
     #[serde(skip)]
     pub passphrase: Option<onlineca_core::keyfile::Passphrase>,
+}
+
+/// One `[[ca.retired]]` entry: an issuing CA that no longer issues.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredCa {
+    /// Its certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, encrypted with the same passphrase as `[ca] key` if that
+    /// is): it keeps signing the CA's CRL.
+    pub key: PathBuf,
 }
 
 /// `[certificate]`: the profile of issued certificates.
@@ -454,6 +470,10 @@ impl Config {
         if let Some(c) = cfg.ca.chain.as_mut() {
             abs(c);
         }
+        for r in &mut cfg.ca.retired {
+            abs(&mut r.cert);
+            abs(&mut r.key);
+        }
         for p in &mut cfg.trustroots.extra {
             abs(p);
         }
@@ -651,6 +671,12 @@ impl Config {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "(none)".into()),
         );
+        for (i, r) in self.ca.retired.iter().enumerate() {
+            line(
+                &format!("ca.retired[{i}]"),
+                format!("{} (key {})", r.cert.display(), r.key.display()),
+            );
+        }
         line(
             "ca.allow_insecure_key_permissions",
             self.ca.allow_insecure_key_permissions.to_string(),

@@ -14,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use onlineca_core::crl::{self, Crl, Revoked};
-use onlineca_core::trustroots::{Encoding, TrustBundle};
+use onlineca_core::trustroots::{CaEntry, Encoding, TrustBundle};
 use onlineca_store::RevocationMark;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -84,12 +84,15 @@ impl CrlSection {
     }
 }
 
-/// What is published at one time: the CRL and the trust roots that carry it.
+/// What is published at one time: the CRLs and the trust roots that carry them.
 #[derive(Debug)]
 pub struct Published {
-    /// The CRL; `None` until the store has answered once.
+    /// The active issuing CA's CRL; `None` until the store has answered once.
     pub crl: Option<Crl>,
-    /// The revocation mark the CRL was built from.
+    /// The CRLs of retired issuing CAs that still have unexpired certificates, with
+    /// their subject hashes (`GET {prefix}/crl?ca=HASH`).
+    pub retired: Vec<(u32, Crl)>,
+    /// The revocation mark the CRLs were built from.
     pub mark: Option<RevocationMark>,
     /// The trust-roots response, `fields` encoding.
     pub trustroots_fields: String,
@@ -97,30 +100,35 @@ pub struct Published {
     pub trustroots_files: String,
 }
 
-/// The currently published CRL and trust roots, swapped as a whole when a new CRL
-/// is built (readers take an `Arc` and never wait on a build).
+/// The currently published CRLs and trust roots, swapped as a whole when new CRLs
+/// are built (readers take an `Arc` and never wait on a build).
 #[derive(Debug)]
 pub struct CrlCell {
-    base: TrustBundle,
-    r0_name: String,
+    /// Every CA certificate of the trust roots, retired issuing CAs included.
+    entries: Vec<CaEntry>,
+    /// The certificates of the retired issuing CAs, left out of the trust roots once
+    /// nothing they signed is unexpired.
+    retired: Vec<Vec<u8>>,
     current: RwLock<Arc<Published>>,
 }
 
 impl CrlCell {
-    /// Starts with the trust roots of `base` and no CRL; `issuer_hash` is the issuing
-    /// CA's subject hash, which names the CRL file `<hash>.r0`.
-    pub fn new(base: TrustBundle, issuer_hash: u32) -> Self {
+    /// Starts with the trust roots of `entries` and no CRL; `retired` are the
+    /// certificates of retired issuing CAs among them.
+    pub fn new(entries: Vec<CaEntry>, retired: Vec<Vec<u8>>) -> Result<Self, String> {
+        let base = TrustBundle::build(&entries).map_err(|e| format!("trust roots: {e}"))?;
         let first = Published {
             crl: None,
+            retired: Vec::new(),
             mark: None,
             trustroots_fields: base.encode(Encoding::Fields),
             trustroots_files: base.encode(Encoding::Files),
         };
-        CrlCell {
-            base,
-            r0_name: format!("{issuer_hash:08x}.r0"),
+        Ok(CrlCell {
+            entries,
+            retired,
             current: RwLock::new(Arc::new(first)),
-        }
+        })
     }
 
     /// What is published now.
@@ -133,16 +141,38 @@ impl CrlCell {
             .clone()
     }
 
-    /// Publishes `crl`, with trust roots carrying it as `<hash>.r0` (PEM).
-    fn publish(&self, crl: Crl, mark: RevocationMark) -> Result<(), String> {
-        let mut bundle = self.base.clone();
-        bundle
-            .add_file(self.r0_name.clone(), crl.pem.clone().into_bytes())
-            .map_err(|e| e.to_string())?;
+    /// Publishes the active CA's CRL and those of the `live` retired CAs (by
+    /// subject hash), with trust roots carrying each as `<hash>.r0` (PEM) and
+    /// leaving out the retired CAs that are not live.
+    fn publish(
+        &self,
+        active: (u32, Crl),
+        live: Vec<(u32, Vec<u8>, Crl)>,
+        mark: RevocationMark,
+    ) -> Result<(), String> {
+        let entries: Vec<CaEntry> = self
+            .entries
+            .iter()
+            .filter(|e| {
+                !self.retired.contains(&e.cert_der)
+                    || live.iter().any(|(_, der, _)| *der == e.cert_der)
+            })
+            .cloned()
+            .collect();
+        let mut bundle = TrustBundle::build(&entries).map_err(|e| e.to_string())?;
+        let retired: Vec<(u32, Crl)> = live.into_iter().map(|(h, _, c)| (h, c)).collect();
+        for (hash, crl) in
+            std::iter::once((active.0, &active.1)).chain(retired.iter().map(|(h, c)| (*h, c)))
+        {
+            bundle
+                .add_file(format!("{hash:08x}.r0"), crl.pem.clone().into_bytes())
+                .map_err(|e| e.to_string())?;
+        }
         let next = Arc::new(Published {
             trustroots_fields: bundle.encode(Encoding::Fields),
             trustroots_files: bundle.encode(Encoding::Files),
-            crl: Some(crl),
+            crl: Some(active.1),
+            retired,
             mark: Some(mark),
         });
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
@@ -164,50 +194,102 @@ pub fn due(
     }
 }
 
-/// Builds, signs and publishes a CRL for `now` from the store; returns its number.
+/// Builds, signs and publishes a CRL for `now` from the store for the active
+/// issuing CA and for each retired one that still has unexpired certificates;
+/// returns the active CA's CRL number.
 pub async fn regenerate(state: &Arc<AppState>, now: OffsetDateTime) -> Result<u64, ApiError> {
     // The mark is read first: a revocation racing this build changes it again, so the
     // next poll builds once more rather than missing it.
     let mark = state.store.revocation_mark().await?;
-    let rows = state.store.revoked_unexpired(now).await?;
-    let number = state.store.next_crl_number().await?;
-    let next_update = now + state.config.crl.next_update;
-    let st = state.clone();
-    // Signing and encoding 100,000 entries takes tens of milliseconds: off the runtime.
-    let crl = tokio::task::spawn_blocking(move || {
-        let entries: Vec<Revoked> = rows
-            .into_iter()
-            .filter_map(|r| match hex::decode(&r.serial) {
-                Ok(serial) => Some(Revoked {
-                    serial,
-                    revoked_at: r.revoked_at,
-                    reason: r.reason,
-                }),
-                Err(_) => {
-                    tracing::error!(serial = %r.serial, "stored serial is not hex; left out of the CRL");
-                    None
-                }
-            })
-            .collect();
-        crl::build(&st.ca, number, now, next_update, &entries)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("CRL build task: {e}")))?
-    .map_err(|e| ApiError::Internal(format!("CRL: {e}")))?;
-    let entries = crl.entries;
-    let event = Event::CrlPublished {
-        number,
-        entries,
-        this_update: timestamp(crl.this_update),
-        next_update: timestamp(crl.next_update),
+    let rows = Arc::new(state.store.revoked_unexpired(now).await?);
+    let counts = if state.retired.is_empty() {
+        Vec::new()
+    } else {
+        state.store.unexpired_by_issuer(now).await?
     };
+    // Records nobody attributed yet might be any CA's: keep them all live.
+    let unattributed = counts.iter().any(|c| c.key_id.is_none());
+    let mut built = Vec::new();
+    for index in 0..=state.retired.len() {
+        let ca = if index == 0 {
+            &state.ca
+        } else {
+            &state.retired[index - 1]
+        };
+        let key_id = hex::encode(ca.key_id());
+        let live = index == 0
+            || unattributed
+            || counts
+                .iter()
+                .any(|c| c.key_id.as_deref() == Some(key_id.as_str()));
+        if !live {
+            continue;
+        }
+        let number = state.store.next_crl_number().await?;
+        let next_update = now + state.config.crl.next_update;
+        let (st, rows) = (state.clone(), rows.clone());
+        // Signing and encoding 100,000 entries takes tens of milliseconds: off the runtime.
+        let crl = tokio::task::spawn_blocking(move || {
+            let ca = if index == 0 {
+                &st.ca
+            } else {
+                &st.retired[index - 1]
+            };
+            let key_id = hex::encode(ca.key_id());
+            let entries: Vec<Revoked> = rows
+                .iter()
+                .filter(|r| r.issuer_key_id.as_deref().is_none_or(|k| k == key_id))
+                .filter_map(|r| match hex::decode(&r.serial) {
+                    Ok(serial) => Some(Revoked {
+                        serial,
+                        revoked_at: r.revoked_at,
+                        reason: r.reason,
+                    }),
+                    Err(_) => {
+                        tracing::error!(serial = %r.serial, "stored serial is not hex; left out of the CRL");
+                        None
+                    }
+                })
+                .collect();
+            crl::build(ca, number, now, next_update, &entries)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("CRL build task: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("CRL: {e}")))?;
+        let hash = onlineca_core::trustroots::cert_subject_hash(ca.cert_der())
+            .map_err(|e| ApiError::Internal(format!("CA subject hash: {e}")))?;
+        built.push((
+            hash,
+            ca.cert_der().to_vec(),
+            ca.subject_oneline().to_string(),
+            crl,
+        ));
+    }
+    let mut events = Vec::new();
+    for (_, _, issuer, crl) in &built {
+        tracing::info!(crl_number = crl.number, entries = crl.entries, %issuer, "published a new CRL");
+        events.push(Event::CrlPublished {
+            number: crl.number,
+            entries: crl.entries,
+            this_update: timestamp(crl.this_update),
+            next_update: timestamp(crl.next_update),
+            issuer: issuer.clone(),
+        });
+    }
+    let mut built = built.into_iter();
+    let Some((hash, _, _, active)) = built.next() else {
+        return Err(ApiError::Internal("no CRL for the active CA".into()));
+    };
+    let number = active.number;
+    let live = built.map(|(h, der, _, c)| (h, der, c)).collect();
     state
         .crl
-        .publish(crl, mark)
+        .publish((hash, active), live, mark)
         .map_err(|e| ApiError::Internal(format!("trust roots with the CRL: {e}")))?;
-    tracing::info!(crl_number = number, entries, "published a new CRL");
-    // Published either way: relying parties need the CRL more than the record.
-    let _ = state.audit.record(now, &event).await;
+    // Published either way: relying parties need the CRLs more than the records.
+    for event in &events {
+        let _ = state.audit.record(now, event).await;
+    }
     Ok(number)
 }
 
@@ -252,10 +334,13 @@ pub async fn handler(State(state): State<Arc<AppState>>, req: Request) -> Respon
         return fail(&state, &id, None, e);
     }
     let mut pem = false;
+    let mut ca: Option<String> = None;
     let query: Vec<(String, String)> =
         serde_urlencoded::from_str(req.uri().query().unwrap_or("")).unwrap_or_default();
     for (k, v) in query {
-        if k == "format" {
+        if k == "ca" {
+            ca = Some(v.chars().take(16).collect::<String>().to_ascii_lowercase());
+        } else if k == "format" {
             match v.as_str() {
                 "pem" => pem = true,
                 "der" => pem = false,
@@ -269,9 +354,26 @@ pub async fn handler(State(state): State<Arc<AppState>>, req: Request) -> Respon
         }
     }
     let published = state.crl.current();
-    let Some(crl) = &published.crl else {
+    let Some(active) = &published.crl else {
         let e = ApiError::StoreUnavailable("no CRL yet: the store has not answered".into());
         return fail(&state, &id, None, e);
+    };
+    let crl = match ca {
+        None => active,
+        Some(hash) => match published
+            .retired
+            .iter()
+            .find(|(h, _)| format!("{h:08x}") == hash)
+        {
+            Some((_, c)) => c,
+            None if state.crl_hash_is_active(&hash) => active,
+            None => {
+                let e = ApiError::NotFound(format!(
+                    "no CRL of a CA with subject hash {hash:?}: see the trust roots' <hash>.r0 files"
+                ));
+                return fail(&state, &id, None, e);
+            }
+        },
     };
     let (body, content_type) = if pem {
         (crl.pem.clone().into_bytes(), "application/x-pem-file")
@@ -309,6 +411,7 @@ mod tests {
         let t = time::macros::datetime!(2026-11-23 10:00 UTC);
         let none = Published {
             crl: None,
+            retired: Vec::new(),
             mark: None,
             trustroots_fields: String::new(),
             trustroots_files: String::new(),

@@ -67,6 +67,7 @@ pub async fn issue(state: &AppState, req: IssueRequest) -> Result<Issued, ApiErr
             revocation_reason: None,
             account_id: req.principal.account_id.clone(),
             parent_serial: req.principal.renews.clone(),
+            issuer_key_id: Some(hex::encode(state.ca.key_id())),
         };
         match state
             .metrics

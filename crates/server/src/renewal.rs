@@ -21,24 +21,36 @@ use crate::state::StartError;
 pub struct Renewal {
     enabled: bool,
     anchors: Vec<TrustAnchor<'static>>,
-    ca_subject: Vec<u8>,
+    /// The canonical subjects of the active and the retired issuing CAs.
+    ca_subjects: Vec<Vec<u8>>,
 }
 
 impl Renewal {
-    /// From the issuing CA's certificate.
-    pub fn new(
+    /// From the certificates (DER) of the issuing CAs whose certificates may renew:
+    /// the active one and the retired ones.
+    pub fn new<'a>(
         enabled: bool,
-        ca_cert_der: &[u8],
-        ca_subject_der: &[u8],
+        ca_certs: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Self, StartError> {
-        let anchor = anchor(ca_cert_der)
-            .map_err(|e| StartError::Invalid(format!("issuing CA as renewal anchor: {e}")))?;
-        let ca_subject = canonical_name(ca_subject_der)
-            .map_err(|e| StartError::Invalid(format!("issuing CA subject: {e}")))?;
+        let mut anchors = Vec::new();
+        let mut ca_subjects = Vec::new();
+        for der in ca_certs {
+            anchors.push(
+                anchor(der).map_err(|e| {
+                    StartError::Invalid(format!("issuing CA as renewal anchor: {e}"))
+                })?,
+            );
+            let (_, cert) = X509Certificate::from_der(der)
+                .map_err(|e| StartError::Invalid(format!("issuing CA certificate: {e}")))?;
+            ca_subjects.push(
+                canonical_name(cert.subject().as_raw())
+                    .map_err(|e| StartError::Invalid(format!("issuing CA subject: {e}")))?,
+            );
+        }
         Ok(Renewal {
             enabled,
-            anchors: vec![anchor],
-            ca_subject,
+            anchors,
+            ca_subjects,
         })
     }
 
@@ -48,7 +60,7 @@ impl Renewal {
         X509Certificate::from_der(leaf)
             .ok()
             .and_then(|(_, c)| canonical_name(c.issuer().as_raw()).ok())
-            .is_some_and(|issuer| issuer == self.ca_subject)
+            .is_some_and(|issuer| self.ca_subjects.contains(&issuer))
     }
 
     /// The principal for a renewal with `chain`, after every check, and the lifetime
@@ -66,7 +78,8 @@ impl Renewal {
         let leaf = chain.first().ok_or(ApiError::ClientCertMissing)?;
         let (_, cert) = X509Certificate::from_der(leaf)
             .map_err(|e| ApiError::ClientCertNotVerified(format!("it is unreadable: {e}")))?;
-        if canonical_name(cert.issuer().as_raw()).ok().as_ref() != Some(&self.ca_subject) {
+        let issuer = canonical_name(cert.issuer().as_raw()).ok();
+        if !issuer.is_some_and(|i| self.ca_subjects.contains(&i)) {
             return Err(ApiError::ClientCertNotVerified(
                 "it was not issued by this CA (and no username was sent for a retriever)".into(),
             ));

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use onlineca_core::issuer::pem_certificates;
-use onlineca_core::trustroots::{self, CaEntry, Encoding, TrustBundle};
+use onlineca_core::trustroots::{self, CaEntry, Encoding};
 use onlineca_core::{IssuingCa, Profile};
 use onlineca_store::Store;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -112,6 +112,9 @@ pub struct AppState {
     pub config: Config,
     /// The CA that signs user certificates.
     pub ca: IssuingCa,
+    /// Issuing CAs replaced by a rotation (`[[ca.retired]]`): they sign only their
+    /// own CRLs.
+    pub retired: Vec<IssuingCa>,
     /// The certificate profile.
     pub profile: Profile,
     /// Users and issued certificates.
@@ -165,19 +168,24 @@ fn check_key_permissions(path: &std::path::Path, allow: bool) -> Result<(), Star
     })
 }
 
-/// The issuing CA: its certificate and its key, decrypted with the configured
-/// passphrase when the key file is encrypted.
-fn load_issuing_ca(config: &Config, chain_pem: &str) -> Result<IssuingCa, StartError> {
+/// An issuing CA (the active one or a retired one): its certificate and its key,
+/// decrypted with the configured passphrase when the key file is encrypted.
+fn load_issuing_ca(
+    config: &Config,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    chain_pem: &str,
+) -> Result<IssuingCa, StartError> {
     let ca_err = |error| StartError::Ca {
-        path: config.ca.cert.clone(),
+        path: cert.to_path_buf(),
         error,
     };
-    let key = onlineca_core::keyfile::load(&read(&config.ca.key)?, config.ca.passphrase.as_ref())
+    let key_pair = onlineca_core::keyfile::load(&read(key)?, config.ca.passphrase.as_ref())
         .map_err(|error| StartError::Key {
-        path: config.ca.key.clone(),
-        error,
-    })?;
-    let cert_der = pem_certificates(&read(&config.ca.cert)?)
+            path: key.to_path_buf(),
+            error,
+        })?;
+    let cert_der = pem_certificates(&read(cert)?)
         .map_err(|e| ca_err(onlineca_core::IssuerError::Certificate(e)))?
         .into_iter()
         .next()
@@ -188,7 +196,7 @@ fn load_issuing_ca(config: &Config, chain_pem: &str) -> Result<IssuingCa, StartE
         })?;
     let chain =
         pem_certificates(chain_pem).map_err(|e| ca_err(onlineca_core::IssuerError::Chain(e)))?;
-    IssuingCa::new(cert_der, key, &chain).map_err(ca_err)
+    IssuingCa::new(cert_der, key_pair, &chain).map_err(ca_err)
 }
 
 /// Reads a file named by the configuration.
@@ -206,15 +214,27 @@ impl AppState {
             Some(p) => read(p)?,
             None => String::new(),
         };
-        check_key_permissions(&config.ca.key, config.ca.allow_insecure_key_permissions)?;
-        let ca = load_issuing_ca(&config, &chain_pem)?;
+        let allow = config.ca.allow_insecure_key_permissions;
+        check_key_permissions(&config.ca.key, allow)?;
+        let ca = load_issuing_ca(&config, &config.ca.cert, &config.ca.key, &chain_pem)?;
+        let mut retired = Vec::new();
+        for r in &config.ca.retired {
+            check_key_permissions(&r.key, allow)?;
+            let old = load_issuing_ca(&config, &r.cert, &r.key, &chain_pem)?;
+            // Listed twice while `ca rotate` switches files: the active one wins.
+            if old.key_id() != ca.key_id()
+                && !retired
+                    .iter()
+                    .any(|o: &IssuingCa| o.key_id() == old.key_id())
+            {
+                retired.push(old);
+            }
+        }
         let template = config
             .subject_template()
             .map_err(|e| StartError::Invalid(e.to_string()))?;
         let mut metrics = crate::metrics::Metrics::new();
-        let bundle = trust_bundle(&config, &ca, &chain_pem, &template, &metrics)?;
-        let issuer_hash = trustroots::cert_subject_hash(ca.cert_der())
-            .map_err(|e| StartError::Invalid(format!("issuing CA: {e}")))?;
+        let entries = trust_entries(&config, &ca, &retired, &chain_pem, &template, &metrics)?;
         let profile = Profile {
             template,
             lifetime: config.certificate.lifetime,
@@ -223,7 +243,10 @@ impl AppState {
         };
         let client_auth = ClientAuth {
             retrievers: Retrievers::load(&config)?,
-            renewal: Renewal::new(config.auth.renewal, ca.cert_der(), ca.subject_der())?,
+            renewal: Renewal::new(
+                config.auth.renewal,
+                std::iter::once(ca.cert_der()).chain(retired.iter().map(|r| r.cert_der())),
+            )?,
         };
         let mut passwords = PasswordCheck::new(&config.auth)?.with_directory(
             config
@@ -246,13 +269,23 @@ impl AppState {
                     config.server.rate_burst,
                 )
             }),
-            crl: CrlCell::new(bundle, issuer_hash),
+            crl: CrlCell::new(
+                entries,
+                retired.iter().map(|r| r.cert_der().to_vec()).collect(),
+            )
+            .map_err(StartError::Invalid)?,
+            retired,
             bodies: tokio::sync::Semaphore::new(BODIES_IN_FLIGHT),
             config,
             ca,
             profile,
             store,
         })
+    }
+
+    /// Whether `hash` (8 hex digits) is the active issuing CA's subject hash.
+    pub fn crl_hash_is_active(&self, hash: &str) -> bool {
+        trustroots::cert_subject_hash(self.ca.cert_der()).is_ok_and(|h| format!("{h:08x}") == hash)
     }
 
     /// The trust-roots response in `enc`, with the current CRL.
@@ -269,18 +302,20 @@ impl AppState {
 /// certificate file, and the operator's extras. Each CA's signing policy names what
 /// it is known to sign: the users' namespace for the issuing CA, and the subjects of
 /// the other known certificates for the rest.
-fn trust_bundle(
+fn trust_entries(
     config: &Config,
     ca: &IssuingCa,
+    retired: &[IssuingCa],
     chain_pem: &str,
     template: &onlineca_core::SubjectTemplate,
     metrics: &crate::metrics::Metrics,
-) -> Result<TrustBundle, StartError> {
+) -> Result<Vec<CaEntry>, StartError> {
     let pems = |text: &str, what: &str| {
         pem_certificates(text).map_err(|e| StartError::Invalid(format!("{what}: {e}")))
     };
     let tls_chain = pems(&read(&config.tls.cert)?, "TLS certificate file")?;
     let mut known: Vec<Vec<u8>> = vec![ca.cert_der().to_vec()];
+    known.extend(retired.iter().map(|r| r.cert_der().to_vec()));
     known.extend(pems(chain_pem, "CA chain")?);
     known.extend(tls_chain.iter().cloned());
     for extra in &config.trustroots.extra {
@@ -306,7 +341,9 @@ fn trust_bundle(
             continue;
         }
         let mut cond: Vec<String> = Vec::new();
-        if der.as_slice() == ca.cert_der() {
+        let issues_users = der.as_slice() == ca.cert_der()
+            || retired.iter().any(|r| r.cert_der() == der.as_slice());
+        if issues_users {
             cond.push(user_namespace.clone());
         }
         for (other_der, other) in &parsed {
@@ -329,5 +366,5 @@ fn trust_bundle(
             cond_subjects: cond,
         });
     }
-    TrustBundle::build(&entries).map_err(|e| StartError::Invalid(format!("trust roots: {e}")))
+    Ok(entries)
 }

@@ -133,8 +133,7 @@ fn client_chain_regressions_are_refused_or_verified_never_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let pem = std::fs::read_to_string(&anchor_path).unwrap();
     let issuing = onlineca_core::issuer::pem_certificates(&pem).unwrap()[0].clone();
-    let (_, parsed) = X509Certificate::from_der(&issuing).unwrap();
-    let renewal = Renewal::new(true, &issuing, parsed.subject().as_raw()).unwrap();
+    let renewal = Renewal::new(true, [issuing.as_slice()]).unwrap();
     let issuing_anchor = vec![anchor(&issuing).unwrap()];
     let toml = format!(
         "[tls]\ncert = \"tls.pem\"\nkey = \"tls.key\"\n[ca]\ncert = \"ca.pem\"\nkey = \"ca.key\"\n\

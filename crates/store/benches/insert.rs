@@ -49,6 +49,7 @@ fn record(n: u64, issued_at: OffsetDateTime) -> IssuedCert {
         revocation_reason: None,
         account_id: Some("0".repeat(32)),
         parent_serial: None,
+        issuer_key_id: None,
     }
 }
 

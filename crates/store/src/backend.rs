@@ -27,7 +27,7 @@ pub(crate) const CERT_WITH_ACCOUNT: &str = concat!(
 pub(crate) const INSERT_CERT: &str = concat!(
     "INSERT INTO certificates (",
     cert_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
 );
 
 /// Counts a failed-password attempt for `$1` at `$2` (Unix seconds), unless the
@@ -95,6 +95,7 @@ macro_rules! insert_issued_query {
             .bind($c.revocation_reason)
             .bind(&$c.account_id)
             .bind(&$c.parent_serial)
+            .bind(&$c.issuer_key_id)
     };
 }
 pub(crate) use insert_issued_query;
@@ -415,7 +416,7 @@ macro_rules! impl_store {
 
             async fn revoked_unexpired(&self, now: OffsetDateTime) -> Result<Vec<RevokedEntry>> {
                 sqlx::query(
-                    "SELECT serial, revoked_at, revocation_reason FROM certificates \
+                    "SELECT serial, revoked_at, revocation_reason, issuer_key_id FROM certificates \
                      WHERE revoked_at IS NOT NULL AND not_after > $1 ORDER BY serial",
                 )
                 .bind(to_secs(now))
@@ -425,6 +426,43 @@ macro_rules! impl_store {
                 .iter()
                 .map(revoked_from_row)
                 .collect()
+            }
+
+            async fn attribute_issuer(&self, key_id: &str) -> Result<u64> {
+                let r = sqlx::query(
+                    "UPDATE certificates SET issuer_key_id = $1 WHERE issuer_key_id IS NULL",
+                )
+                .bind(key_id)
+                .execute(&self.$writes)
+                .await
+                .map_err(map_err)?;
+                Ok(r.rows_affected())
+            }
+
+            async fn unexpired_by_issuer(
+                &self,
+                now: OffsetDateTime,
+            ) -> Result<Vec<$crate::IssuerCount>> {
+                let rows = sqlx::query(
+                    "SELECT issuer_key_id, COUNT(*) AS n, MAX(not_after) AS last \
+                     FROM certificates WHERE not_after > $1 \
+                     GROUP BY issuer_key_id ORDER BY issuer_key_id IS NOT NULL, issuer_key_id",
+                )
+                .bind(to_secs(now))
+                .fetch_all(&self.$reads)
+                .await
+                .map_err(map_err)?;
+                rows.iter()
+                    .map(|row| {
+                        let n: i64 = sqlx::Row::try_get(row, "n").map_err(map_err)?;
+                        let last: i64 = sqlx::Row::try_get(row, "last").map_err(map_err)?;
+                        Ok($crate::IssuerCount {
+                            key_id: sqlx::Row::try_get(row, "issuer_key_id").map_err(map_err)?,
+                            unexpired: u64::try_from(n).unwrap_or(0),
+                            last_not_after: $crate::from_secs("not_after", last)?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn revocation_mark(&self) -> Result<RevocationMark> {

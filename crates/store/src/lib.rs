@@ -16,7 +16,7 @@ macro_rules! cert_columns {
     () => {
         "serial, username, subject, auth_method, retriever, spki_sha256, not_before, \
          not_after, issued_at, client_addr, der, revoked_at, revocation_reason, \
-         account_id, parent_serial"
+         account_id, parent_serial, issuer_key_id"
     };
 }
 
@@ -180,6 +180,9 @@ pub struct IssuedCert {
     /// For a renewal, the serial of the certificate presented to renew: revoking that
     /// certificate revokes this one too.
     pub parent_serial: Option<String>,
+    /// The key identifier (hex) of the CA that signed it: which CA's CRL lists it
+    /// when revoked. `None` in records made before CAs could be rotated.
+    pub issuer_key_id: Option<String>,
 }
 
 /// The CRL reason code keyCompromise (RFC 5280): revoking a certificate for it
@@ -240,6 +243,20 @@ pub struct RevokedEntry {
     pub revoked_at: OffsetDateTime,
     /// The CRL reason code, if one was recorded.
     pub reason: Option<i32>,
+    /// The signing CA's key identifier (hex); `None` for records made before CAs
+    /// could be rotated, which every CA's CRL lists.
+    pub issuer_key_id: Option<String>,
+}
+
+/// The unexpired certificates of one signing CA ([`Store::unexpired_by_issuer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerCount {
+    /// The CA's key identifier, hex; `None` for unattributed records.
+    pub key_id: Option<String>,
+    /// How many of its certificates have not expired.
+    pub unexpired: u64,
+    /// The latest notAfter among them.
+    pub last_not_after: OffsetDateTime,
 }
 
 /// A cheap fingerprint of the revocations in the store: it changes whenever a
@@ -383,6 +400,13 @@ pub trait Store: Send + Sync + 'static {
     /// The revoked certificates that have not expired at `now`, by serial: what a CRL
     /// issued at `now` must list.
     async fn revoked_unexpired(&self, now: OffsetDateTime) -> Result<Vec<RevokedEntry>>;
+    /// Records `key_id` as the signing CA of every certificate recorded without one:
+    /// `ca rotate` runs it before the first rotation, when they all came from the
+    /// CA being retired. Returns how many records it attributed.
+    async fn attribute_issuer(&self, key_id: &str) -> Result<u64>;
+    /// How many certificates unexpired at `now` each CA signed, by key identifier
+    /// (`None`, first: records made before CAs could be rotated), with the last notAfter.
+    async fn unexpired_by_issuer(&self, now: OffsetDateTime) -> Result<Vec<IssuerCount>>;
     /// The current [`RevocationMark`].
     async fn revocation_mark(&self) -> Result<RevocationMark>;
     /// Takes the next CRL number: 1, 2, 3, ..., each handed out once, across every

@@ -9,7 +9,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 use crate::{Result, StoreError, map_err};
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// One step of the schema.
 pub(crate) struct Migration {
@@ -75,11 +75,24 @@ pub(crate) const SQLITE: &[Migration] = &[
         ],
     },
     LOGIN_FAILURES,
+    ISSUER_KEY_ID,
 ];
 
 /// Migration 6, the same text on both backends: failed passwords per username (in
 /// lower case), in the store so that every instance sharing it gives an attacker
 /// the same few guesses, not a few per instance.
+/// Version 7: which CA signed each certificate, so that after a rotation each
+/// issuing CA's CRL lists its own and `ca status` counts them. The same for both
+/// backends; older records stay NULL until `ca rotate` attributes them.
+const ISSUER_KEY_ID: Migration = Migration {
+    version: 7,
+    description: "the signing CA of each certificate",
+    statements: &[
+        "ALTER TABLE certificates ADD COLUMN issuer_key_id TEXT",
+        "CREATE INDEX certificates_issuer_key_id ON certificates (issuer_key_id, not_after)",
+    ],
+};
+
 const LOGIN_FAILURES: Migration = Migration {
     version: 6,
     description: "failed passwords shared by every instance",
@@ -198,6 +211,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
         ],
     },
     LOGIN_FAILURES,
+    ISSUER_KEY_ID,
 ];
 
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

@@ -86,6 +86,7 @@ where
         revocation_reason: get(row, "revocation_reason")?,
         account_id: get(row, "account_id")?,
         parent_serial: get(row, "parent_serial")?,
+        issuer_key_id: get(row, "issuer_key_id")?,
     })
 }
 
@@ -122,6 +123,7 @@ where
             .revoked_at
             .ok_or_else(|| StoreError::Corrupt("column revoked_at: NULL".into()))?,
         reason: revoked.reason,
+        issuer_key_id: get(row, "issuer_key_id")?,
     })
 }
 

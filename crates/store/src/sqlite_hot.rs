@@ -287,6 +287,7 @@ fn insert(conn: &Connection, c: &IssuedCert) -> rusqlite::Result<Result<()>> {
         c.revocation_reason,
         c.account_id,
         c.parent_serial,
+        c.issuer_key_id,
     ]);
     match inserted {
         Ok(_) => Ok(Ok(())),
@@ -364,17 +365,18 @@ fn cert_from_row(row: &Row<'_>) -> Result<IssuedCert> {
         revocation_reason: get(row, 12, "revocation_reason")?,
         account_id: get(row, 13, "account_id")?,
         parent_serial: get(row, 14, "parent_serial")?,
+        issuer_key_id: get(row, 15, "issuer_key_id")?,
     })
 }
 
 /// The account columns after the certificate's (both NULL without an account).
 fn account_from_row(row: &Row<'_>) -> Result<Option<Account>> {
-    let Some(username) = get::<Option<String>>(row, 15, "account")? else {
+    let Some(username) = get::<Option<String>>(row, 16, "account")? else {
         return Ok(None);
     };
     Ok(Some(Account {
         username,
-        disabled: get(row, 16, "account_disabled")?,
+        disabled: get(row, 17, "account_disabled")?,
     }))
 }
 

@@ -160,6 +160,7 @@ fn cert(serial: &str, username: &str, issued_at: OffsetDateTime) -> IssuedCert {
         revocation_reason: None,
         account_id: None,
         parent_serial: None,
+        issuer_key_id: None,
     }
 }
 
@@ -176,6 +177,7 @@ fn renewal(
         spki_sha256: spki.into(),
         account_id: Some(account.account_id.clone()),
         parent_serial: Some(parent.into()),
+        issuer_key_id: None,
         ..cert(serial, &account.username, at)
     }
 }
@@ -941,6 +943,53 @@ mod suite {
         assert_eq!(serials(&s.list_issued(&f).await.unwrap()), ["04"]);
     }
 
+    pub async fn issuers_are_recorded_attributed_and_counted(fx: Fixture) {
+        let s = fx.open().await;
+        let t0 = datetime!(2026-11-01 00:00:00 UTC);
+        let at = |h: i64| t0 + time::Duration::hours(h);
+        // Two records from before rotation existed (no issuer), one from CA "bb".
+        s.record_issued(&cert("01", "max", at(0))).await.unwrap();
+        s.record_issued(&cert("02", "max", at(1))).await.unwrap();
+        let signed_by_bb = IssuedCert {
+            issuer_key_id: Some("bb".into()),
+            ..cert("03", "ned", at(2))
+        };
+        s.record_issued(&signed_by_bb).await.unwrap();
+        let counts = s.unexpired_by_issuer(at(3)).await.unwrap();
+        assert_eq!(
+            counts
+                .iter()
+                .map(|c| (c.key_id.as_deref(), c.unexpired))
+                .collect::<Vec<_>>(),
+            [(None, 2), (Some("bb"), 1)]
+        );
+        assert_eq!(s.attribute_issuer("aa").await.unwrap(), 2);
+        assert_eq!(s.attribute_issuer("aa").await.unwrap(), 0, "only once");
+        let counts = s.unexpired_by_issuer(at(3)).await.unwrap();
+        let aa = counts
+            .iter()
+            .find(|c| c.key_id.as_deref() == Some("aa"))
+            .unwrap();
+        assert_eq!(
+            (aa.unexpired, aa.last_not_after),
+            (2, at(1) + time::Duration::days(1))
+        );
+        assert_eq!(
+            s.get_issued("03")
+                .await
+                .unwrap()
+                .unwrap()
+                .issuer_key_id
+                .as_deref(),
+            Some("bb")
+        );
+        // Expired certificates are not counted; revoked ones carry their issuer.
+        assert_eq!(s.unexpired_by_issuer(at(25)).await.unwrap().len(), 1);
+        s.revoke("03", at(3), 0).await.unwrap();
+        let revoked = s.revoked_unexpired(at(3)).await.unwrap();
+        assert_eq!(revoked[0].issuer_key_id.as_deref(), Some("bb"));
+    }
+
     pub async fn revocation(fx: Fixture) {
         let s = fx.open().await;
         let t0 = datetime!(2026-11-01 00:00:00 UTC);
@@ -1074,6 +1123,7 @@ suite_tests!(
     status_filters,
     revocation,
     crl_numbers_grow_across_instances,
+    issuers_are_recorded_attributed_and_counted,
 );
 
 /// SQLite specifics: file permissions, journal mode, URL forms.
