@@ -423,7 +423,13 @@ pub(crate) fn generate(
         Attribute::Id(id),
     ];
     let mut public = common.to_vec();
-    public.extend([Attribute::Private(false), Attribute::Verify(true)]);
+    // Signing and verifying only: a CA key that decrypts or unwraps could be made to.
+    public.extend([
+        Attribute::Private(false),
+        Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+    ]);
     public.extend(public_specific);
     let mut private = common.to_vec();
     private.extend([
@@ -431,6 +437,9 @@ pub(crate) fn generate(
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
     ]);
     session
         .generate_key_pair(&mechanism, &public, &private)

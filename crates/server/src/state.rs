@@ -51,6 +51,9 @@ pub enum StartError {
     /// A certificate or key is unusable.
     #[error("{0}")]
     Invalid(String),
+    /// The issuing CA's key on a PKCS#11 token cannot be used.
+    #[error("{0}")]
+    Token(crate::ca_token::CaTokenError),
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(onlineca_store::StoreError),
@@ -85,8 +88,9 @@ impl From<onlineca_store::StoreError> for StartError {
 pub struct AppState {
     /// The configuration in force.
     pub config: Config,
-    /// The CA that signs user certificates.
-    pub ca: IssuingCa,
+    /// The CA that signs user certificates (shared with the threads that sign on a
+    /// token).
+    pub ca: Arc<IssuingCa>,
     /// The certificate profile.
     pub profile: Profile,
     /// Users and issued certificates.
@@ -155,12 +159,16 @@ impl AppState {
             Some(p) => read(p)?,
             None => String::new(),
         };
-        check_key_permissions(&config.ca.key, config.ca.allow_insecure_key_permissions)?;
-        let ca = IssuingCa::from_pem(&read(&config.ca.cert)?, &read(&config.ca.key)?, &chain_pem)
-            .map_err(|error| StartError::Ca {
-            path: config.ca.cert.clone(),
-            error,
-        })?;
+        let ca = if let Some(uri) = config.ca.pkcs11_uri() {
+            crate::ca_token::load(&config.ca, uri, &chain_pem)?
+        } else {
+            check_key_permissions(&config.ca.key, config.ca.allow_insecure_key_permissions)?;
+            IssuingCa::from_pem(&read(&config.ca.cert)?, &read(&config.ca.key)?, &chain_pem)
+                .map_err(|error| StartError::Ca {
+                    path: config.ca.cert.clone(),
+                    error,
+                })?
+        };
         let template = config
             .subject_template()
             .map_err(|e| StartError::Invalid(e.to_string()))?;
@@ -202,7 +210,7 @@ impl AppState {
             crl: CrlCell::new(bundle, issuer_hash),
             bodies: tokio::sync::Semaphore::new(BODIES_IN_FLIGHT),
             config,
-            ca,
+            ca: Arc::new(ca),
             profile,
             store,
         })
