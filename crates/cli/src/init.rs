@@ -53,6 +53,16 @@ pub struct InitArgs {
     /// PEM certificates above the imported CA (intermediates, root).
     #[arg(long, requires = "import_ca_cert")]
     pub import_ca_chain: Option<PathBuf>,
+    /// Make the issuing CA's key on a PKCS#11 token, named by this RFC 7512 URI
+    /// (pkcs11:token=LABEL;object=KEY-LABEL), instead of in ca/issuing.key.
+    #[arg(long, requires_all = ["pkcs11_module", "pin_file"], conflicts_with = "import_ca_cert")]
+    pub issuing_key_pkcs11: Option<String>,
+    /// The token's PKCS#11 module (its vendor's shared library).
+    #[arg(long, requires = "issuing_key_pkcs11")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// The file whose first line is the token's user PIN (mode 0600).
+    #[arg(long, requires = "issuing_key_pkcs11")]
+    pub pin_file: Option<PathBuf>,
 }
 
 impl InitArgs {
@@ -88,6 +98,7 @@ pub async fn run(args: &InitArgs) -> Result<()> {
             );
         }
     }
+    let token = crate::init_token::TokenArgs::from_args(args)?;
     create_dir(dir, 0o755)?;
     create_dir(&dir.join("ca"), 0o700)?;
     create_dir(&dir.join("tls"), 0o700)?;
@@ -104,6 +115,11 @@ pub async fn run(args: &InitArgs) -> Result<()> {
     };
     let chain_written = match (&args.import_ca_cert, &args.import_ca_key) {
         (Some(cert), Some(key)) => import(dir, &opts, cert, key, args.import_ca_chain.as_deref())?,
+        // The issuing key on a token: everything else as below, but no key file.
+        _ if token.is_some() => {
+            token.as_ref().map(|t| t.create(dir, &opts)).transpose()?;
+            true
+        }
         _ => {
             let created = pki::create(&opts).context("creating the CA")?;
             create_new(
@@ -139,7 +155,10 @@ pub async fn run(args: &InitArgs) -> Result<()> {
             true
         }
     };
-    let config = config_text(args, chain_written);
+    let mut config = config_text(args, chain_written);
+    if let Some(t) = &token {
+        config = t.configure(&config);
+    }
     create_new(&dir.join(CONFIG_FILE), config.as_bytes(), 0o644)?;
 
     // Open the store once so that it exists, with its schema, before the first serve.
@@ -147,11 +166,16 @@ pub async fn run(args: &InitArgs) -> Result<()> {
     let store = onlineca_store::open(&cfg.store.url).await?;
     store.close().await;
 
-    let ca = IssuingCa::from_pem(
-        &std::fs::read_to_string(dir.join("ca/issuing.pem"))?,
-        &std::fs::read_to_string(dir.join("ca/issuing.key"))?,
-        "",
-    )?;
+    let subject = if token.is_some() {
+        crate::init_token::issuing_subject(dir)?
+    } else {
+        let ca = IssuingCa::from_pem(
+            &std::fs::read_to_string(dir.join("ca/issuing.pem"))?,
+            &std::fs::read_to_string(dir.join("ca/issuing.key"))?,
+            "",
+        )?;
+        ca.subject_oneline().to_string()
+    };
     eprintln!(
         "created {} in {}\n  issuing CA: {}\n  configuration: {}",
         if args.import_ca_cert.is_some() {
@@ -160,7 +184,7 @@ pub async fn run(args: &InitArgs) -> Result<()> {
             "a CA"
         },
         dir.display(),
-        ca.subject_oneline(),
+        subject,
         dir.join(CONFIG_FILE).display()
     );
     if args.import_ca_cert.is_none() {

@@ -10,6 +10,7 @@ mod getcert;
 mod help;
 mod home;
 mod init;
+mod init_token;
 mod prompt;
 mod retrievers;
 mod serve_cmd;
