@@ -3,7 +3,7 @@
 
 /// Converts a raw `r‖s` signature (two equal halves, big-endian) to DER.
 pub fn raw_to_der(raw: &[u8]) -> Result<Vec<u8>, String> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return Err(format!(
             "an ECDSA signature of {} bytes is not r and s of equal length",
             raw.len()

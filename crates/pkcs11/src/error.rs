@@ -143,6 +143,19 @@ pub enum TokenError {
         /// What kind it is.
         what: String,
     },
+    /// Every session stayed busy: the token is slow or hung.
+    #[error(
+        "token {token:?}: no session came free within {}s ({} signatures in progress): \
+         the token is slow or does not answer",
+        .waited.as_secs(),
+        crate::MAX_SESSIONS
+    )]
+    SessionsBusy {
+        /// The token's label.
+        token: String,
+        /// How long the signature waited.
+        waited: std::time::Duration,
+    },
     /// Any other failure of a PKCS#11 call.
     #[error("token {token:?} (PKCS#11 module {}): {call} failed: {code}", .module.display())]
     Call {

@@ -9,6 +9,7 @@
 //! restart, while every signature tried in between fails.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
@@ -20,6 +21,10 @@ use crate::{Pin, Pkcs11Uri, TokenError};
 
 /// Sessions open at most: signatures beyond this many wait for one to finish.
 pub const MAX_SESSIONS: usize = 4;
+
+/// How long a signature waits for a session before it fails: a hung token must
+/// not pile up waiting threads behind the sessions it holds.
+pub const SESSION_WAIT: Duration = Duration::from_secs(10);
 
 /// A private key on a token, found by its URI.
 pub struct TokenKey {
@@ -94,8 +99,9 @@ impl TokenKey {
     }
 
     /// An idle session, a new one while fewer than [`MAX_SESSIONS`] are open, or
-    /// the next one given back.
+    /// the next one given back within [`SESSION_WAIT`].
     fn take(&self) -> Result<Pooled, TokenError> {
+        let deadline = Instant::now() + SESSION_WAIT;
         let mut pool = self.lock();
         loop {
             if let Some(p) = pool.idle.pop() {
@@ -106,7 +112,18 @@ impl TokenKey {
                 drop(pool);
                 return self.open_session().inspect_err(|_| self.forget());
             }
-            pool = self.freed.wait(pool).unwrap_or_else(|e| e.into_inner());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TokenError::SessionsBusy {
+                    token: self.token.label.clone(),
+                    waited: SESSION_WAIT,
+                });
+            }
+            pool = self
+                .freed
+                .wait_timeout(pool, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 

@@ -20,7 +20,7 @@ mod token;
 mod uri;
 
 pub use error::TokenError;
-pub use key::{MAX_SESSIONS, PublicKey, TokenKey, generate};
+pub use key::{MAX_SESSIONS, PublicKey, SESSION_WAIT, TokenKey, generate};
 pub use pin::Pin;
 pub use token::Module;
 pub use uri::{Pkcs11Uri, UriError, is_pkcs11_uri};
