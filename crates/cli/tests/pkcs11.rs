@@ -272,6 +272,18 @@ fn an_rsa_ca_on_a_token_issues_and_signs_crls() {
 }
 
 #[test]
+fn a_p384_ca_on_a_token_signs_with_sha384() {
+    if !tools() {
+        return;
+    }
+    let token = Token::new();
+    let mut ca = token.ca("p384", URI);
+    issue_revoke_and_verify(&mut ca);
+    let cert = x509_text(&ca.path("alice.pem"));
+    assert!(cert.contains("ecdsa-with-SHA384"), "{cert}");
+}
+
+#[test]
 fn init_refuses_a_key_name_the_token_already_holds() {
     if !tools() {
         return;
@@ -379,9 +391,11 @@ fn a_token_failing_at_request_time_answers_503_and_issues_nothing() {
     }
     let token = Token::new();
     let mut ca = token.ca("p256", URI);
+    ca.edit_config("poll = \"5s\"", "poll = \"200ms\"");
     ca.start();
     let pw = ca.add_user("alice");
-    issue(&ca, "alice", &pw, "before");
+    let before = issue(&ca, "alice", &pw, "before");
+    let crl_before = crl_number(&ca.fetch_crl("crl-before.pem"));
     let count = || {
         let (out, _) = ca.cli_ok(&["cert", "list", "--json"]);
         let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
@@ -411,4 +425,17 @@ fn a_token_failing_at_request_time_answers_503_and_issues_nothing() {
     assert_eq!(audit().matches("\"issued\"").count(), issued_before);
     let log = ca.log_text();
     assert!(log.contains("signing key unavailable"), "{log}");
+
+    // A revocation now cannot be signed into a CRL: the previous CRL stays published.
+    ca.cli_ok(&["cert", "revoke", &cert_serial(&before)]);
+    let start = Instant::now();
+    while !ca.log_text().contains("keeping the current one") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no failed CRL build:\n{}",
+            ca.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(crl_number(&ca.fetch_crl("crl-after.pem")), crl_before);
 }
