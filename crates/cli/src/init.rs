@@ -117,7 +117,9 @@ pub async fn run(args: &InitArgs) -> Result<()> {
         (Some(cert), Some(key)) => import(dir, &opts, cert, key, args.import_ca_chain.as_deref())?,
         // The issuing key on a token: everything else as below, but no key file.
         _ if token.is_some() => {
-            token.as_ref().map(|t| t.create(dir, &opts)).transpose()?;
+            if let Some(t) = &token {
+                t.create(dir, &opts)?;
+            }
             true
         }
         _ => {
