@@ -95,6 +95,12 @@ async fn rotate(
     root_key: Option<PathBuf>,
     passphrase: &PassphraseArgs,
 ) -> Result<()> {
+    if let Some(uri) = cfg.ca.pkcs11_uri() {
+        bail!(
+            "the issuing key is on a PKCS#11 token ({uri}): `ca rotate` rotates issuing keys \
+             kept in files only; a token-held issuing CA cannot be rotated by onlineca yet"
+        );
+    }
     let chain = cfg.ca.chain.as_ref().context(
         "no [ca] chain in the configuration: the root above the issuing CA is unknown \
          (an imported CA is rotated where it was made)",

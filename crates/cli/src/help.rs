@@ -39,6 +39,11 @@ Examples:
   # An existing CA, kept (its key may be encrypted: add --passphrase-file):
   onlineca init --dir /etc/onlineca --import-ca-cert ca.pem --import-ca-key ca.key \\
       --import-ca-chain root.pem
+  # The issuing CA key made on a PKCS#11 token (an HSM; here SoftHSM), never in a file;
+  # the PIN is the first line of a mode-0600 file (docs/operations.md):
+  onlineca init --dir /etc/onlineca --pkcs11-module /usr/lib/softhsm/libsofthsm2.so \\
+      --issuing-key-pkcs11 'pkcs11:token=onlineca;object=onlineca-issuing' \\
+      --pin-file /etc/onlineca/token.pin
 ";
 
 /// `onlineca serve --help`.

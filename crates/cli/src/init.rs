@@ -60,10 +60,20 @@ pub struct InitArgs {
     pub import_ca_chain: Option<PathBuf>,
     /// Write the root and issuing CA keys encrypted (PKCS#8, PBES2: PBKDF2-SHA256 and
     /// AES-256-CBC) with the passphrase from --passphrase-file, or asked twice.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "issuing_key_pkcs11")]
     pub encrypt_key: bool,
     #[command(flatten)]
     pub passphrase: crate::passphrase::PassphraseArgs,
+    /// Make the issuing CA's key on a PKCS#11 token, named by this RFC 7512 URI
+    /// (pkcs11:token=LABEL;object=KEY-LABEL), instead of in ca/issuing.key.
+    #[arg(long, requires_all = ["pkcs11_module", "pin_file"], conflicts_with = "import_ca_cert")]
+    pub issuing_key_pkcs11: Option<String>,
+    /// The token's PKCS#11 module (its vendor's shared library).
+    #[arg(long, requires = "issuing_key_pkcs11")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// The file whose first line is the token's user PIN (mode 0600).
+    #[arg(long, requires = "issuing_key_pkcs11")]
+    pub pin_file: Option<PathBuf>,
 }
 
 impl InitArgs {
@@ -110,6 +120,7 @@ pub async fn run(args: &InitArgs) -> Result<()> {
             None => Zeroizing::new(key.serialize_pem()),
         })
     };
+    let token = crate::init_token::TokenArgs::from_args(args)?;
     create_dir(dir, 0o755)?;
     create_dir(&dir.join("ca"), 0o700)?;
     create_dir(&dir.join("tls"), 0o700)?;
@@ -138,6 +149,13 @@ pub async fn run(args: &InitArgs) -> Result<()> {
                 chain: args.import_ca_chain.as_deref(),
             };
             import(dir, &opts, &imported)?
+        }
+        // The issuing key on a token: everything else as below, but no key file.
+        _ if token.is_some() => {
+            if let Some(t) = &token {
+                t.create(dir, &opts)?;
+            }
+            true
         }
         _ => {
             let created = pki::create(&opts).context("creating the CA")?;
@@ -176,30 +194,37 @@ pub async fn run(args: &InitArgs) -> Result<()> {
             true
         }
     };
-    let config = config_text(args, chain_written);
+    let mut config = config_text(args, chain_written);
+    if let Some(t) = &token {
+        config = t.configure(&config);
+    }
     create_new(&dir.join(CONFIG_FILE), config.as_bytes(), 0o644)?;
 
     // Open the store once so that it exists, with its schema, before the first serve.
     let cfg = onlineca_server::Config::load(&dir.join(CONFIG_FILE))?;
     let store = onlineca_store::open(&cfg.store.url).await?;
-
     store.close().await;
-    // Read back as serve will read it: the key written opens with the passphrase.
-    let key = keyfile::load(
-        &std::fs::read_to_string(dir.join("ca/issuing.key"))?,
-        encrypt.as_ref(),
-    )?;
-    let cert = onlineca_core::issuer::pem_certificates(&std::fs::read_to_string(
-        dir.join("ca/issuing.pem"),
-    )?)
-    .map_err(anyhow::Error::msg)?;
-    let ca = IssuingCa::new(
-        cert.into_iter()
-            .next()
-            .context("no issuing CA certificate")?,
-        key,
-        &[],
-    )?;
+    let subject = if token.is_some() {
+        crate::init_token::issuing_subject(dir)?
+    } else {
+        // Read back as serve will read it: the key written opens with the passphrase.
+        let key = keyfile::load(
+            &std::fs::read_to_string(dir.join("ca/issuing.key"))?,
+            encrypt.as_ref(),
+        )?;
+        let cert = onlineca_core::issuer::pem_certificates(&std::fs::read_to_string(
+            dir.join("ca/issuing.pem"),
+        )?)
+        .map_err(anyhow::Error::msg)?;
+        let ca = IssuingCa::new(
+            cert.into_iter()
+                .next()
+                .context("no issuing CA certificate")?,
+            key,
+            &[],
+        )?;
+        ca.subject_oneline().to_string()
+    };
     eprintln!(
         "created {} in {}\n  issuing CA: {}\n  configuration: {}",
         if args.import_ca_cert.is_some() {
@@ -208,7 +233,7 @@ pub async fn run(args: &InitArgs) -> Result<()> {
             "a CA"
         },
         dir.display(),
-        ca.subject_oneline(),
+        subject,
         dir.join(CONFIG_FILE).display()
     );
     if args.import_ca_cert.is_none() {

@@ -11,6 +11,7 @@ mod getcert;
 mod help;
 mod home;
 mod init;
+mod init_token;
 mod passphrase;
 mod prompt;
 mod retrievers;

@@ -26,6 +26,39 @@ pub enum IssuerError {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(String),
+    /// The device holding the key (a PKCS#11 token) failed or cannot be reached: a
+    /// condition that may pass, unlike a key that cannot sign at all.
+    #[error("the signing device failed: {0}")]
+    Device(String),
+}
+
+/// The issuing CA's private key, wherever it lives: in memory (an [`rcgen::KeyPair`]
+/// read from a file) or on a device such as a PKCS#11 token, which signs without
+/// ever showing the key.
+pub trait CaKey: Send + Sync {
+    /// The signature algorithm this key signs with.
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm;
+    /// The subjectPublicKey bits, when the key knows them.
+    fn public_key_bits(&self) -> Option<&[u8]>;
+    /// Signs `message` (hashing it as the algorithm says); returns the signature as
+    /// X.509 carries it (DER `Ecdsa-Sig-Value` for ECDSA).
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, IssuerError>;
+    /// Whether signing waits on a device, and so belongs on a blocking thread.
+    fn is_device(&self) -> bool {
+        false
+    }
+}
+
+impl CaKey for KeyPair {
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        PublicKeyData::algorithm(self)
+    }
+    fn public_key_bits(&self) -> Option<&[u8]> {
+        Some(self.der_bytes())
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, IssuerError> {
+        SigningKey::sign(self, message).map_err(|e| IssuerError::Sign(e.to_string()))
+    }
 }
 
 /// A CA able to sign: certificate, key and what the profile copies from them.
@@ -37,7 +70,7 @@ pub struct IssuingCa {
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     self_signed: bool,
-    key: KeyPair,
+    key: Box<dyn CaKey>,
     sig_alg_der: Vec<u8>,
     /// PEM of the CA certificate and of every intermediate above it, excluding the root.
     chain_pem: String,
@@ -70,6 +103,17 @@ impl IssuingCa {
 
     /// Builds the CA from a DER certificate, its key and the DER certificates above it.
     pub fn new(cert_der: Vec<u8>, key: KeyPair, chain: &[Vec<u8>]) -> Result<Self, IssuerError> {
+        Self::with_key(cert_der, Box::new(key), chain)
+    }
+
+    /// Like [`IssuingCa::new`], for a key anywhere. A device key proves that it
+    /// belongs to the certificate by signing a probe that the certificate's public
+    /// key verifies: the public half a device shows may not be the private half's.
+    pub fn with_key(
+        cert_der: Vec<u8>,
+        key: Box<dyn CaKey>,
+        chain: &[Vec<u8>],
+    ) -> Result<Self, IssuerError> {
         let (rest, cert) = X509Certificate::from_der(&cert_der)
             .map_err(|e| IssuerError::Certificate(e.to_string()))?;
         if !rest.is_empty() {
@@ -88,8 +132,12 @@ impl IssuingCa {
         {
             return Err(IssuerError::NotACa("keyUsage lacks keyCertSign".into()));
         }
-        if cert.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
+        let cert_key = cert.public_key().subject_public_key.data.as_ref();
+        if key.public_key_bits().is_some_and(|bits| bits != cert_key) {
             return Err(IssuerError::KeyMismatch);
+        }
+        if key.is_device() || key.public_key_bits().is_none() {
+            probe(key.as_ref(), cert_key)?;
         }
         let sig_alg_der = crate::der::signature_algorithm_der(key.algorithm())
             .ok_or_else(|| IssuerError::Key("unsupported key algorithm".into()))?;
@@ -168,16 +216,18 @@ impl IssuingCa {
         &self.sig_alg_der
     }
     /// The CA key (for other signed objects, such as CRLs).
-    pub fn key(&self) -> &KeyPair {
-        &self.key
+    pub fn key(&self) -> &dyn CaKey {
+        self.key.as_ref()
+    }
+    /// Whether signing waits on a device (a PKCS#11 token): callers on an async
+    /// runtime then sign on a blocking thread.
+    pub fn signs_on_device(&self) -> bool {
+        self.key.is_device()
     }
 
     /// Signs a DER TBS structure and wraps it: `SEQUENCE { tbs, algorithm, signature }`.
     pub fn sign_wrapped(&self, tbs: &[u8]) -> Result<Vec<u8>, IssuerError> {
-        let signature = self
-            .key
-            .sign(tbs)
-            .map_err(|e| IssuerError::Sign(e.to_string()))?;
+        let signature = self.key.sign(tbs)?;
         Ok(yasna::construct_der(|w| {
             w.write_sequence(|w| {
                 w.next().write_der(tbs);
@@ -186,6 +236,34 @@ impl IssuingCa {
             })
         }))
     }
+}
+
+/// Signs a fixed message with `key` and verifies it with the certificate's public key
+/// bits `cert_key`: a key that signs for another certificate is a mismatch.
+fn probe(key: &dyn CaKey, cert_key: &[u8]) -> Result<(), IssuerError> {
+    use aws_lc_rs::signature;
+    let alg = key.algorithm();
+    let verify: &'static dyn signature::VerificationAlgorithm =
+        if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+            &signature::ECDSA_P256_SHA256_ASN1
+        } else if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+            &signature::ECDSA_P384_SHA384_ASN1
+        } else if alg == &rcgen::PKCS_ED25519 {
+            &signature::ED25519
+        } else if alg == &rcgen::PKCS_RSA_SHA256 {
+            &signature::RSA_PKCS1_2048_8192_SHA256
+        } else if alg == &rcgen::PKCS_RSA_SHA384 {
+            &signature::RSA_PKCS1_2048_8192_SHA384
+        } else if alg == &rcgen::PKCS_RSA_SHA512 {
+            &signature::RSA_PKCS1_2048_8192_SHA512
+        } else {
+            return Err(IssuerError::Key("unsupported key algorithm".into()));
+        };
+    let message = b"onlineca: does this key belong to the issuing CA certificate?";
+    let sig = key.sign(message)?;
+    signature::UnparsedPublicKey::new(verify, cert_key)
+        .verify(message, &sig)
+        .map_err(|_| IssuerError::KeyMismatch)
 }
 
 /// The key identifier of a public key: the first 160 bits of the SHA-256 of the

@@ -22,7 +22,7 @@ pub mod subject;
 pub mod trustroots;
 
 pub use csr::{CheckedCsr, CsrError, KeyKind};
-pub use issuer::{IssuerError, IssuingCa};
+pub use issuer::{CaKey, IssuerError, IssuingCa};
 pub use principal::{AuthMethod, Principal};
 pub use profile::{IssueError, Issued, Profile};
 pub use subject::{SubjectError, SubjectTemplate};

@@ -187,6 +187,36 @@ fn ca_params(
 
 /// Creates a root, an issuing CA and a TLS server certificate.
 pub fn create(opts: &PkiOptions) -> Result<Pki, PkiError> {
+    let ca_key = opts.key_type.generate().map_err(rc("issuing CA key"))?;
+    let made = create_for(opts, &ca_key)?;
+    Ok(Pki {
+        root: made.root,
+        issuing: CertAndKey {
+            cert_pem: made.issuing_cert_pem,
+            key_pem: ca_key.serialize_pem(),
+        },
+        tls: made.tls,
+    })
+}
+
+/// A CA whose issuing key lives elsewhere (on a token): everything [`Pki`] holds
+/// but the issuing CA's private key.
+#[derive(Debug, Clone)]
+pub struct PkiFor {
+    /// The self-signed root.
+    pub root: CertAndKey,
+    /// The issuing CA certificate, PEM, signed by the root.
+    pub issuing_cert_pem: String,
+    /// The server's TLS certificate, signed by the root.
+    pub tls: CertAndKey,
+}
+
+/// Creates a root, an issuing CA certificate for the public key `issuing_key` (its
+/// private half stays where it is) and a TLS server certificate.
+pub fn create_for(
+    opts: &PkiOptions,
+    issuing_key: &impl rcgen::PublicKeyData,
+) -> Result<PkiFor, PkiError> {
     if opts.ca_lifetime > opts.root_lifetime {
         return Err(PkiError::Invalid(
             "the issuing CA lifetime may not exceed the root's".into(),
@@ -211,7 +241,6 @@ pub fn create(opts: &PkiOptions) -> Result<Pki, PkiError> {
         .map_err(rc("root certificate"))?;
     let root_issuer = Issuer::new(root_params, &root_key);
 
-    let ca_key = opts.key_type.generate().map_err(rc("issuing CA key"))?;
     let ca_params = ca_params(
         dn(&[
             (DnType::OrganizationName, &opts.org),
@@ -223,19 +252,16 @@ pub fn create(opts: &PkiOptions) -> Result<Pki, PkiError> {
         Some(0),
     )?;
     let ca_cert = ca_params
-        .signed_by(&ca_key, &root_issuer)
+        .signed_by(issuing_key, &root_issuer)
         .map_err(rc("issuing CA certificate"))?;
 
     let tls = tls_certificate(opts, &root_issuer)?;
-    Ok(Pki {
+    Ok(PkiFor {
         root: CertAndKey {
             cert_pem: root_cert.pem(),
             key_pem: root_key.serialize_pem(),
         },
-        issuing: CertAndKey {
-            cert_pem: ca_cert.pem(),
-            key_pem: ca_key.serialize_pem(),
-        },
+        issuing_cert_pem: ca_cert.pem(),
         tls,
     })
 }

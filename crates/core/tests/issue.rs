@@ -261,6 +261,49 @@ fn key_and_certificate_must_match() {
     assert!(e.to_string().contains("not a CA"), "{e}");
 }
 
+/// A key that, like a token, signs without showing its public half.
+struct Device(KeyPair);
+
+impl onlineca_core::CaKey for Device {
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        rcgen::PublicKeyData::algorithm(&self.0)
+    }
+    fn public_key_bits(&self) -> Option<&[u8]> {
+        None
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, onlineca_core::IssuerError> {
+        rcgen::SigningKey::sign(&self.0, message)
+            .map_err(|e| onlineca_core::IssuerError::Sign(e.to_string()))
+    }
+    fn is_device(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_device_key_proves_it_belongs_to_the_certificate() {
+    for key_type in [KeyType::P384, KeyType::Rsa2048] {
+        let (_, a) = make_ca(key_type, Duration::from_secs(86400));
+        let (_, b) = make_ca(key_type, Duration::from_secs(86400));
+        let cert = onlineca_core::issuer::pem_certificates(&a.issuing.cert_pem).unwrap();
+        let device = |pem: &str| Box::new(Device(KeyPair::from_pem(pem).unwrap()));
+        let e = IssuingCa::with_key(cert[0].clone(), device(&b.issuing.key_pem), &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("does not match"),
+            "{key_type:?}: {e}"
+        );
+        let ca = IssuingCa::with_key(cert[0].clone(), device(&a.issuing.key_pem), &[]).unwrap();
+        assert!(ca.signs_on_device());
+        // What it signs verifies under the certificate.
+        let user = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let checked = csr::check(&greedy_csr(&user)).unwrap();
+        let issued = profile()
+            .issue(&ca, &checked, &Principal::password("alice"), now(), None)
+            .unwrap();
+        check_certificate(&issued.der, &ca, false);
+    }
+}
+
 #[test]
 fn chain_excludes_the_root() {
     let (ca, created) = make_ca(KeyType::P256, Duration::from_secs(86400));

@@ -152,7 +152,8 @@ pub struct TlsSection {
 pub struct CaSection {
     /// PEM certificate of the issuing CA.
     pub cert: PathBuf,
-    /// PEM private key of the issuing CA.
+    /// PEM private key of the issuing CA, or the RFC 7512 `pkcs11:` URI of its key
+    /// on a token (then `pkcs11_module` and `pin_file` are needed too).
     pub key: PathBuf,
     /// PEM certificates above the issuing CA (intermediates and root), if any.
     #[serde(default)]
@@ -170,6 +171,23 @@ pub struct CaSection {
     /// loads the configuration (`--passphrase-file`, or a prompt).
     #[serde(skip)]
     pub passphrase: Option<onlineca_core::keyfile::Passphrase>,
+    /// The PKCS#11 module (the token vendor's shared library), when `key` is a
+    /// `pkcs11:` URI.
+    #[serde(default)]
+    pub pkcs11_module: Option<PathBuf>,
+    /// The file whose first line is the token's user PIN, when `key` is a `pkcs11:`
+    /// URI (held to the key file's permission rule).
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+}
+
+impl CaSection {
+    /// The `pkcs11:` URI in `key`, when the key is on a token rather than in a file.
+    pub fn pkcs11_uri(&self) -> Option<&str> {
+        self.key
+            .to_str()
+            .filter(|k| onlineca_pkcs11::is_pkcs11_uri(k))
+    }
 }
 
 /// One `[[ca.retired]]` entry: an issuing CA that no longer issues.
@@ -466,7 +484,16 @@ impl Config {
         abs(&mut cfg.tls.cert);
         abs(&mut cfg.tls.key);
         abs(&mut cfg.ca.cert);
-        abs(&mut cfg.ca.key);
+        // A pkcs11: URI is no path.
+        if cfg.ca.pkcs11_uri().is_none() {
+            abs(&mut cfg.ca.key);
+        }
+        if let Some(m) = cfg.ca.pkcs11_module.as_mut() {
+            abs(m);
+        }
+        if let Some(p) = cfg.ca.pin_file.as_mut() {
+            abs(p);
+        }
         if let Some(c) = cfg.ca.chain.as_mut() {
             abs(c);
         }
@@ -582,6 +609,7 @@ impl Config {
         if self.auth.password_threads > 1024 {
             return Err(self.invalid("auth.password_threads", "must be at most 1024"));
         }
+        self.check_token()?;
         crate::retriever::check_config(self)
             .map_err(|(key, message)| self.invalid(key, message))?;
         if let Some((key, message)) = self.crl.problem() {
@@ -589,6 +617,41 @@ impl Config {
         }
         if let Some((key, message)) = self.ldap.as_ref().and_then(|l| l.problem()) {
             return Err(self.invalid(key, message));
+        }
+        Ok(())
+    }
+
+    /// A `pkcs11:` key needs a valid URI, a module and a PIN file; a key file, neither.
+    fn check_token(&self) -> Result<(), ConfigError> {
+        let ca = &self.ca;
+        let Some(uri) = ca.pkcs11_uri() else {
+            if ca.pkcs11_module.is_some() || ca.pin_file.is_some() {
+                return Err(self.invalid(
+                    if ca.pkcs11_module.is_some() {
+                        "ca.pkcs11_module"
+                    } else {
+                        "ca.pin_file"
+                    },
+                    "is only used when [ca] key is a pkcs11: URI naming a key on a token",
+                ));
+            }
+            return Ok(());
+        };
+        onlineca_pkcs11::Pkcs11Uri::parse(uri)
+            .map_err(|e| self.invalid("ca.key", e.to_string()))?;
+        if ca.pkcs11_module.is_none() {
+            return Err(self.invalid(
+                "ca.pkcs11_module",
+                "must name the token's PKCS#11 module (like \"/usr/lib/softhsm/libsofthsm2.so\") \
+                 when [ca] key is a pkcs11: URI",
+            ));
+        }
+        if ca.pin_file.is_none() {
+            return Err(self.invalid(
+                "ca.pin_file",
+                "must name the file holding the token's user PIN (its first line) when \
+                 [ca] key is a pkcs11: URI",
+            ));
         }
         Ok(())
     }
@@ -663,6 +726,16 @@ impl Config {
         line("tls.key", self.tls.key.display().to_string());
         line("ca.cert", self.ca.cert.display().to_string());
         line("ca.key", self.ca.key.display().to_string());
+        if self.ca.pkcs11_uri().is_some() {
+            // The file's name only: the PIN itself is never shown.
+            let path = |p: &Option<PathBuf>| {
+                p.as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            };
+            line("ca.pkcs11_module", path(&self.ca.pkcs11_module));
+            line("ca.pin_file", path(&self.ca.pin_file));
+        }
         line(
             "ca.chain",
             self.ca
@@ -904,6 +977,52 @@ mod tests {
                 .to_string();
             assert!(e.contains(key), "{extra}: {e}");
         }
+    }
+
+    #[test]
+    fn a_key_on_a_token_needs_a_module_and_a_pin_file() {
+        let d = tempfile::tempdir().unwrap();
+        let with = |ca: &str| {
+            let text = MINIMAL.replace(
+                "key = \"ca/issuing.key\"\n",
+                &format!("key = \"pkcs11:token=ca;object=issuing\"\n{ca}"),
+            );
+            Config::load(&write(d.path(), &text))
+        };
+        let cfg = with("pkcs11_module = \"/usr/lib/softhsm/libsofthsm2.so\"\npin_file = \"pin\"\n")
+            .unwrap();
+        // The URI is kept as written; the PIN file is relative to the configuration.
+        assert_eq!(cfg.ca.pkcs11_uri(), Some("pkcs11:token=ca;object=issuing"));
+        let base = std::path::absolute(d.path()).unwrap();
+        assert_eq!(cfg.ca.pin_file, Some(base.join("pin")));
+        let summary = cfg.summary();
+        assert!(
+            summary.contains("pkcs11:token=ca;object=issuing"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("/usr/lib/softhsm/libsofthsm2.so"),
+            "{summary}"
+        );
+
+        let e = with("pin_file = \"pin\"\n").unwrap_err().to_string();
+        assert!(e.contains("ca.pkcs11_module"), "{e}");
+        let e = with("pkcs11_module = \"/m.so\"\n").unwrap_err().to_string();
+        assert!(e.contains("ca.pin_file"), "{e}");
+        let text = MINIMAL.replace(
+            "key = \"ca/issuing.key\"\n",
+            "key = \"pkcs11:token=ca;object=k?pin-value=1234\"\npkcs11_module = \"/m.so\"\npin_file = \"pin\"\n",
+        );
+        let e = Config::load(&write(d.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ca.key") && e.contains("pin_file"), "{e}");
+        // A key file with token settings is a mistake worth naming.
+        let text = format!("{MINIMAL}pin_file = \"pin\"\n");
+        let e = Config::load(&write(d.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ca.pin_file"), "{e}");
     }
 
     #[test]

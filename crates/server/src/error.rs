@@ -99,6 +99,10 @@ pub enum ApiError {
     /// the certificate (recorded in the store) is not handed out.
     #[error("audit log unavailable: {0}")]
     AuditUnavailable(String),
+    /// The token holding the issuing CA's key failed (its session died, the device
+    /// went away): nothing was signed, so nothing was issued or recorded.
+    #[error("signing key unavailable: {0}")]
+    SigningUnavailable(String),
     /// Anything else on the server side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -140,6 +144,7 @@ impl ApiError {
             ApiError::StoreUnavailable(_)
             | ApiError::DirectoryUnavailable(_)
             | ApiError::AuditUnavailable(_)
+            | ApiError::SigningUnavailable(_)
             | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -167,6 +172,11 @@ impl ApiError {
                         "service temporarily unavailable (audit log); no certificate was handed out; request id {request_id}\n"
                     )
                 }
+                ApiError::SigningUnavailable(_) => {
+                    format!(
+                        "service temporarily unavailable (signing key); nothing was issued; request id {request_id}\n"
+                    )
+                }
                 ApiError::Busy => format!("{self}; nothing was issued\n"),
                 _ => format!("internal server error; request id {request_id}\n"),
             }
@@ -188,7 +198,8 @@ impl ApiError {
             }
             ApiError::StoreUnavailable(_)
             | ApiError::DirectoryUnavailable(_)
-            | ApiError::AuditUnavailable(_) => {
+            | ApiError::AuditUnavailable(_)
+            | ApiError::SigningUnavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             ApiError::Busy => {
@@ -299,6 +310,22 @@ mod tests {
         // A disabled account is not a wrong password: no advice to retype it.
         let line = ApiError::UserDisabled.to_string();
         assert!(!line.contains("password"), "{line}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_token_is_a_503_to_retry_without_its_details() {
+        use http_body_util::BodyExt;
+        let r = ApiError::SigningUnavailable("C_Sign failed: CKR_DEVICE_REMOVED".into())
+            .to_response("r", "id-1");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains("signing key") && body.contains("nothing was issued"),
+            "{body}"
+        );
+        assert!(!body.contains("CKR_"), "{body}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use onlineca_core::{IssueError, Issued, Principal, csr};
+use onlineca_core::{IssueError, Issued, IssuerError, Principal, csr};
 use onlineca_store::{IssuedCert, StoreError};
 use time::OffsetDateTime;
 
@@ -38,19 +38,11 @@ const SERIAL_ATTEMPTS: usize = 3;
 pub async fn issue(state: &AppState, req: IssueRequest) -> Result<Issued, ApiError> {
     let checked = csr::check(&req.csr_der).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     for _ in 0..SERIAL_ATTEMPTS {
-        let issued = state
-            .profile
-            .issue(
-                &state.ca,
-                &checked,
-                &req.principal,
-                req.now,
-                req.lifetime_cap,
-            )
-            .map_err(|e| match e {
-                IssueError::Subject(s) => ApiError::BadRequest(s.to_string()),
-                other => ApiError::Internal(other.to_string()),
-            })?;
+        let issued = sign(state, &checked, &req).await.map_err(|e| match e {
+            IssueError::Subject(s) => ApiError::BadRequest(s.to_string()),
+            IssueError::Signer(IssuerError::Device(m)) => ApiError::SigningUnavailable(m),
+            other => ApiError::Internal(other.to_string()),
+        })?;
         let record = IssuedCert {
             serial: issued.serial_hex.clone(),
             username: req.principal.username.clone(),
@@ -88,6 +80,35 @@ pub async fn issue(state: &AppState, req: IssueRequest) -> Result<Issued, ApiErr
     Err(ApiError::Internal(
         "could not obtain a unique serial".into(),
     ))
+}
+
+/// Builds and signs the certificate: in place with a key in memory (microseconds),
+/// on a blocking thread with a key on a token, which answers at its own pace and
+/// may make the thread wait for a free session.
+async fn sign(
+    state: &AppState,
+    checked: &csr::CheckedCsr,
+    req: &IssueRequest,
+) -> Result<Issued, IssueError> {
+    if !state.ca.signs_on_device() {
+        return state.profile.issue(
+            &state.ca,
+            checked,
+            &req.principal,
+            req.now,
+            req.lifetime_cap,
+        );
+    }
+    let (ca, profile, checked, principal) = (
+        state.ca.clone(),
+        state.profile.clone(),
+        checked.clone(),
+        req.principal.clone(),
+    );
+    let (now, cap) = (req.now, req.lifetime_cap);
+    tokio::task::spawn_blocking(move || profile.issue(&ca, &checked, &principal, now, cap))
+        .await
+        .map_err(|e| IssueError::Signer(IssuerError::Sign(format!("signing task: {e}"))))?
 }
 
 /// The issuance's audit record, written before the certificate is handed out. A

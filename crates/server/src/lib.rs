@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod ca_token;
 pub mod client_cert;
 pub mod config;
 pub mod credential_cache;

@@ -60,6 +60,9 @@ pub enum StartError {
     /// A certificate or key is unusable.
     #[error("{0}")]
     Invalid(String),
+    /// The issuing CA's key on a PKCS#11 token cannot be used.
+    #[error("{0}")]
+    Token(crate::ca_token::CaTokenError),
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(onlineca_store::StoreError),
@@ -110,8 +113,9 @@ impl From<onlineca_store::StoreError> for StartError {
 pub struct AppState {
     /// The configuration in force.
     pub config: Config,
-    /// The CA that signs user certificates.
-    pub ca: IssuingCa,
+    /// The CA that signs user certificates (shared with the threads that sign on a
+    /// token).
+    pub ca: Arc<IssuingCa>,
     /// Issuing CAs replaced by a rotation (`[[ca.retired]]`): they sign only their
     /// own CRLs.
     pub retired: Vec<IssuingCa>,
@@ -215,8 +219,12 @@ impl AppState {
             None => String::new(),
         };
         let allow = config.ca.allow_insecure_key_permissions;
-        check_key_permissions(&config.ca.key, allow)?;
-        let ca = load_issuing_ca(&config, &config.ca.cert, &config.ca.key, &chain_pem)?;
+        let ca = if let Some(uri) = config.ca.pkcs11_uri() {
+            crate::ca_token::load(&config.ca, uri, &chain_pem)?
+        } else {
+            check_key_permissions(&config.ca.key, allow)?;
+            load_issuing_ca(&config, &config.ca.cert, &config.ca.key, &chain_pem)?
+        };
         let mut retired = Vec::new();
         for r in &config.ca.retired {
             check_key_permissions(&r.key, allow)?;
@@ -277,7 +285,7 @@ impl AppState {
             retired,
             bodies: tokio::sync::Semaphore::new(BODIES_IN_FLIGHT),
             config,
-            ca,
+            ca: Arc::new(ca),
             profile,
             store,
         })

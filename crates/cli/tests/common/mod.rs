@@ -84,20 +84,32 @@ pub struct TestCa {
     pub port: u16,
     /// Where the server's stderr (its log) goes.
     pub log: PathBuf,
+    /// Environment variables for every `onlineca` this CA runs (init, serve, cli).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl TestCa {
     /// `onlineca init` with extra arguments, not started.
     pub fn init(extra: &[&str]) -> TestCa {
+        TestCa::init_with_env(extra, &[])
+    }
+
+    /// [`TestCa::init`] with environment variables, kept for every later run.
+    pub fn init_with_env(extra: &[&str], env: &[(String, String)]) -> TestCa {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("ca");
         let mut cmd = onlineca();
-        cmd.arg("init").arg("--dir").arg(&home).args(extra);
+        cmd.arg("init")
+            .arg("--dir")
+            .arg(&home)
+            .args(extra)
+            .envs(env.iter().cloned());
         ok(&mut cmd);
         TestCa {
             config: home.join("onlineca.toml"),
             log: dir.path().join("server.log"),
+            env: env.to_vec(),
             home,
             dir,
             base: String::new(),
@@ -159,6 +171,7 @@ impl TestCa {
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -500,7 +513,11 @@ pub fn x509_text(pem: &Path) -> String {
 impl TestCa {
     /// `onlineca ARGS --config <this CA's config>`, run to completion.
     pub fn cli(&self, args: &[&str]) -> Output {
-        run(onlineca().args(args).arg("--config").arg(&self.config))
+        run(onlineca()
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .envs(self.env.iter().cloned()))
     }
 
     /// Like [`TestCa::cli`], insisting on success; returns (stdout, stderr).
