@@ -266,3 +266,11 @@ pub const CA_STATUS: &str = "\
 Examples:
   onlineca ca status --config /etc/onlineca/onlineca.toml
 ";
+
+/// `onlineca store --help`.
+pub const STORE: &str = "\
+Examples:
+  onlineca store status --config /etc/onlineca/onlineca.toml
+  # After installing a new onlineca, before restarting the instances on it:
+  onlineca store migrate --config /etc/onlineca/onlineca.toml
+";

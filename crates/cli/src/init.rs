@@ -382,6 +382,14 @@ password_queue = 256               # checks waiting for a thread; beyond, 503 + 
 
 [store]
 url = "sqlite://onlineca.db"       # or postgres://user@host/db when instances share the work
+# auto_migrate = true              # upgrade an older schema on opening (default: yes for SQLite,
+                                   # no for PostgreSQL: run `onlineca store migrate` once)
+# PostgreSQL over TLS (docs/deploy.md); each overrides the URL's own parameter:
+# sslmode = "verify-full"          # disable, prefer, require, verify-ca, verify-full
+# sslrootcert = "pg-ca.pem"        # the CA of the database server's certificate
+# sslcert = "pg-client.pem"        # a client certificate, if the server asks for one...
+# sslkey = "pg-client.key"         # ...and its key
+# password_file = "db.pass"        # first line; else the URL's, ONLINECA_STORE_PASSWORD or PGPASSWORD
 
 [trustroots]
 format = "fields"                  # "fields" (TRUSTED_CERTS + FILEDATA_, the seed's) or "files" (deployed clients')

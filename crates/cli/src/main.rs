@@ -16,6 +16,7 @@ mod passphrase;
 mod prompt;
 mod retrievers;
 mod serve_cmd;
+mod store_cmd;
 mod trustroots_cmd;
 mod users;
 
@@ -83,6 +84,15 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: ca_cmd::CaCommand,
+    },
+    /// The database: schema version, pending migrations, upgrading it.
+    #[command(after_long_help = help::STORE)]
+    Store {
+        /// The configuration file.
+        #[arg(long, global = true, env = "ONLINECA_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: store_cmd::StoreCommand,
     },
     /// Sign CRLs the server does not publish itself.
     #[command(after_long_help = help::CRL)]
@@ -184,7 +194,7 @@ async fn run(command: Command) -> Result<()> {
         Command::User { config, command } => {
             let cfg = Config::load(&config_arg(config)?)?;
             let template = cfg.subject_template()?;
-            let store = onlineca_store::open(&cfg.store.url).await?;
+            let store = cfg.store.open().await?;
             let lockout = onlineca_store::LockoutPolicy {
                 max_failures: cfg.auth.max_failures,
                 period: time::Duration::try_from(cfg.auth.lockout).unwrap_or(time::Duration::MAX),
@@ -204,7 +214,7 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Cert { config, command } => {
             let cfg = Config::load(&config_arg(config)?)?;
-            let store = onlineca_store::open(&cfg.store.url).await?;
+            let store = cfg.store.open().await?;
             let now = time::OffsetDateTime::now_utc();
             let mut audit = CliAudit::new(cfg.audit.as_ref());
             let r = certs::run(command, store.as_ref(), now, cfg.crl.poll, &mut audit).await;
@@ -213,12 +223,15 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Ca { config, command } => {
             let cfg = Config::load(&config_arg(config)?)?;
-            let store = onlineca_store::open(&cfg.store.url).await?;
+            let store = cfg.store.open().await?;
             let mut audit = CliAudit::new(cfg.audit.as_ref());
             let now = time::OffsetDateTime::now_utc();
             let r = ca_cmd::run(command, &cfg, store.as_ref(), &mut audit, now).await;
             store.close().await;
             r
+        }
+        Command::Store { config, command } => {
+            store_cmd::run(command, &Config::load(&config_arg(config)?)?).await
         }
         Command::Crl {
             command: CrlCommand::Root(args),
@@ -232,7 +245,7 @@ async fn run(command: Command) -> Result<()> {
             let mut cfg = Config::load(&config)?;
             cfg.ca.passphrase = passphrase.for_key(&cfg.ca.key)?;
             let summary = cfg.summary();
-            let store = onlineca_store::open(&cfg.store.url).await?;
+            let store = cfg.store.open().await?;
             onlineca_server::tls::server_config(&cfg.tls)?;
             let state = AppState::load(cfg, store.clone())?;
             let users = store.list_users().await?.len();

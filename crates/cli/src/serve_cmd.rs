@@ -92,14 +92,12 @@ async fn serve(
     cfg.ca.passphrase = passphrase.for_key(&cfg.ca.key)?;
     let addr = listener.local_addr()?;
     cfg.server.listen = addr;
-    let store = onlineca_store::open(&cfg.store.url)
-        .await
-        .with_context(|| {
-            format!(
-                "opening the store {}",
-                onlineca_server::config::redact_url(&cfg.store.url)
-            )
-        })?;
+    let store = cfg.store.open().await.with_context(|| {
+        format!(
+            "opening the store {}",
+            onlineca_server::config::redact_url(&cfg.store.url)
+        )
+    })?;
     let admin = match cfg.admin.listen {
         Some(a) => Some(onlineca_server::bind(a).await.map_err(|e| {
             anyhow::anyhow!("[admin] listen: {e}; choose another address in the configuration")

@@ -4,53 +4,8 @@
 mod common;
 
 use common::*;
-use sqlx::Connection;
 
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-const PG_INSTALL: &str = "run PostgreSQL at 127.0.0.1:5432 with a database `test` (trust auth), \
-                          or set ONLINECA_TEST_PG_URL";
-
-/// A fresh schema on the test PostgreSQL, or None (a loud skip; a failure in CI).
-fn pg_schema(rt: &tokio::runtime::Runtime) -> Option<(String, String)> {
-    let base = std::env::var("ONLINECA_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
-    let schema = format!(
-        "e2e_{}",
-        random_password()
-            .to_ascii_lowercase()
-            .replace(['-', '_'], "")
-    );
-    let made = rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&base).await?;
-        // The name is ours: letters and digits only.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut c)
-            .await?;
-        Ok::<_, sqlx::Error>(())
-    });
-    match made {
-        Ok(()) => {
-            let sep = if base.contains('?') { '&' } else { '?' };
-            Some((
-                format!("{base}{sep}options=-c%20search_path%3D{schema}"),
-                schema,
-            ))
-        }
-        Err(e) => {
-            onlineca_testkit::skip("PostgreSQL", &format!("{base}: {e}"), PG_INSTALL);
-            None
-        }
-    }
-}
-
-fn drop_schema(rt: &tokio::runtime::Runtime, schema: &str) {
-    let base = std::env::var("ONLINECA_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
-    let _ = rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&base).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(&mut c)
-            .await
-    });
-}
+use common::pg::{drop_schema, pg_schema};
 
 #[test]
 fn two_servers_share_one_postgresql_store() {

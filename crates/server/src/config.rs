@@ -333,6 +333,78 @@ pub struct StoreSection {
     /// `sqlite://file.db` (relative to the config file) or `postgres://...`.
     #[serde(default = "default_store_url")]
     pub url: String,
+    /// Whether `serve` (and the CLI) upgrade an older schema by themselves. Default:
+    /// yes for SQLite, no for PostgreSQL, where instances of the previous release may
+    /// share the database (`onlineca store migrate` upgrades it, deliberately). An
+    /// empty database always gets its schema.
+    #[serde(default)]
+    pub auto_migrate: Option<bool>,
+    /// PostgreSQL TLS: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`
+    /// (overrides the URL's `sslmode`).
+    #[serde(default)]
+    pub sslmode: Option<String>,
+    /// PostgreSQL TLS: the CA certificate(s) of the server's certificate (PEM).
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
+    /// PostgreSQL TLS: a client certificate to authenticate with (PEM).
+    #[serde(default)]
+    pub sslcert: Option<PathBuf>,
+    /// Its key (PEM, mode 0600).
+    #[serde(default)]
+    pub sslkey: Option<PathBuf>,
+    /// A file whose first line is the database password (else the URL's, or
+    /// `ONLINECA_STORE_PASSWORD`, or libpq's `PGPASSWORD`).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+impl StoreSection {
+    /// Whether opening may upgrade an older schema.
+    pub fn migrates_by_itself(&self) -> bool {
+        self.auto_migrate
+            .unwrap_or(!self.url.starts_with("postgres"))
+    }
+
+    /// The options to open the store with; reads the password file. `migrate`
+    /// overrides the configured policy (for `store migrate`).
+    pub fn open_options(
+        &self,
+        migrate: Option<onlineca_store::Migrate>,
+    ) -> Result<onlineca_store::OpenOptions, onlineca_store::StoreError> {
+        let password = match &self.password_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    onlineca_store::StoreError::Config(format!(
+                        "cannot read [store] password_file {}: {e}",
+                        p.display()
+                    ))
+                })?;
+                Some(text.lines().next().unwrap_or("").to_string())
+            }
+            None => std::env::var("ONLINECA_STORE_PASSWORD").ok(),
+        };
+        Ok(onlineca_store::OpenOptions {
+            migrate: migrate.unwrap_or(if self.migrates_by_itself() {
+                onlineca_store::Migrate::Auto
+            } else {
+                onlineca_store::Migrate::Explicit
+            }),
+            postgres: onlineca_store::PgOptions {
+                sslmode: self.sslmode.clone(),
+                sslrootcert: self.sslrootcert.clone(),
+                sslcert: self.sslcert.clone(),
+                sslkey: self.sslkey.clone(),
+                password,
+            },
+        })
+    }
+
+    /// Opens the store as configured.
+    pub async fn open(
+        &self,
+    ) -> Result<std::sync::Arc<dyn onlineca_store::Store>, onlineca_store::StoreError> {
+        onlineca_store::open_with(&self.url, &self.open_options(None)?).await
+    }
 }
 fn default_store_url() -> String {
     "sqlite://onlineca.db".into()
@@ -342,6 +414,12 @@ impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             url: default_store_url(),
+            auto_migrate: None,
+            sslmode: None,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+            password_file: None,
         }
     }
 }
@@ -527,6 +605,17 @@ impl Config {
             abs(&mut a.path);
         }
         cfg.store.url = absolute_store_url(&cfg.store.url, &base);
+        for p in [
+            &mut cfg.store.sslrootcert,
+            &mut cfg.store.sslcert,
+            &mut cfg.store.sslkey,
+            &mut cfg.store.password_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            abs(p);
+        }
         cfg.check()?;
         Ok(cfg)
     }
@@ -614,6 +703,15 @@ impl Config {
             .map_err(|(key, message)| self.invalid(key, message))?;
         if let Some((key, message)) = self.crl.problem() {
             return Err(self.invalid(key, message));
+        }
+        if let Some(mode) = &self.store.sslmode
+            && !["disable", "prefer", "require", "verify-ca", "verify-full"]
+                .contains(&mode.as_str())
+        {
+            return Err(self.invalid(
+                "store.sslmode",
+                format!("{mode:?}: one of disable, prefer, require, verify-ca, verify-full"),
+            ));
         }
         if let Some((key, message)) = self.ldap.as_ref().and_then(|l| l.problem()) {
             return Err(self.invalid(key, message));
@@ -808,6 +906,32 @@ impl Config {
         );
         line("auth.password_queue", self.auth.password_queue.to_string());
         line("store.url", redact_url(&self.store.url));
+        line(
+            "store.auto_migrate",
+            if self.store.migrates_by_itself() {
+                "yes (an older schema is upgraded on opening)".to_string()
+            } else {
+                "no (run `onlineca store migrate` after upgrading onlineca)".to_string()
+            },
+        );
+        if self.store.url.starts_with("postgres") {
+            let opt = |p: &Option<PathBuf>| {
+                p.as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(none)".into())
+            };
+            line(
+                "store.sslmode",
+                self.store
+                    .sslmode
+                    .clone()
+                    .unwrap_or_else(|| "(from the URL; else prefer)".into()),
+            );
+            line("store.sslrootcert", opt(&self.store.sslrootcert));
+            line("store.sslcert", opt(&self.store.sslcert));
+            line("store.sslkey", opt(&self.store.sslkey));
+            line("store.password_file", opt(&self.store.password_file));
+        }
         line("trustroots.format", self.trustroots.format.to_string());
         line("trustroots.extra", paths(&self.trustroots.extra));
         for (i, r) in self.retrievers.iter().enumerate() {

@@ -34,7 +34,7 @@ mod rows;
 mod sqlite;
 mod sqlite_hot;
 
-pub use migrations::SCHEMA_VERSION;
+pub use migrations::{Migrate, SCHEMA_VERSION};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -73,6 +73,19 @@ pub enum StoreError {
     /// unknown) by now.
     #[error("the certificate being renewed ({0}) is revoked")]
     ParentRevoked(String),
+    /// The schema is older than this program's and may not be upgraded on opening
+    /// ([`Migrate::Explicit`]).
+    #[error(
+        "the database schema is at version {current} and this onlineca needs {latest}: \
+         run `onlineca store migrate --config FILE` once (instances of the older release \
+         stop working with the new schema), or set [store] auto_migrate = true"
+    )]
+    SchemaBehind {
+        /// The version the database is at.
+        current: i64,
+        /// The version this program needs.
+        latest: i64,
+    },
 }
 
 /// A user account that may obtain certificates with a password.
@@ -455,13 +468,96 @@ pub trait Store: Send + Sync + 'static {
 /// - `postgres://...` or `postgresql://...`: PostgreSQL, with sqlx's URL syntax
 ///   (e.g. `?options=-c%20search_path%3Dmyschema`).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(PgStore::connect(url).await?));
+    open_with(url, &OpenOptions::default()).await
+}
+
+/// Like [`open`], with the migration policy and PostgreSQL's TLS and password
+/// settings of `opts`.
+pub async fn open_with(url: &str, opts: &OpenOptions) -> Result<Arc<dyn Store>> {
+    if is_postgres(url) {
+        return Ok(Arc::new(PgStore::connect_opts(url, opts).await?));
     }
     match sqlite_target(url)? {
         SqliteTarget::Memory => Ok(Arc::new(SqliteStore::open_memory().await?)),
-        SqliteTarget::File(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+        SqliteTarget::File(path) => Ok(Arc::new(SqliteStore::open_with(path, opts.migrate).await?)),
     }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// How to open a store, beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Whether opening may change the schema.
+    pub migrate: Migrate,
+    /// PostgreSQL's TLS and password settings (ignored for SQLite).
+    pub postgres: PgOptions,
+}
+
+/// PostgreSQL connection settings kept beside the URL (each overrides the URL's own).
+#[derive(Clone, Default)]
+pub struct PgOptions {
+    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
+    pub sslmode: Option<String>,
+    /// The CA certificate(s) the server's certificate must chain to (PEM).
+    pub sslrootcert: Option<std::path::PathBuf>,
+    /// A client certificate to present (PEM).
+    pub sslcert: Option<std::path::PathBuf>,
+    /// Its key (PEM).
+    pub sslkey: Option<std::path::PathBuf>,
+    /// The password, when not in the URL.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// A database's schema: where it is and what this program would apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// The version it is at (0: no schema yet).
+    pub current: i64,
+    /// The version this program creates.
+    pub latest: i64,
+    /// Migrations applied, as (version, description, when).
+    pub applied: Vec<(i64, String, OffsetDateTime)>,
+    /// Migrations this program would apply, as (version, description).
+    pub pending: Vec<(i64, &'static str)>,
+}
+
+/// The schema of the database at `url`, read without changing anything (a SQLite
+/// file that does not exist is an empty database).
+pub async fn schema_status(url: &str, opts: &OpenOptions) -> Result<SchemaStatus> {
+    let rows = if is_postgres(url) {
+        postgres::schema_rows(url, &opts.postgres).await?
+    } else {
+        match sqlite_target(url)? {
+            SqliteTarget::Memory => Vec::new(),
+            SqliteTarget::File(path) => sqlite::schema_rows(path).await?,
+        }
+    };
+    let current = rows.iter().map(|r| r.0).max().unwrap_or(0);
+    let applied = rows
+        .into_iter()
+        .map(|(v, d, at)| Ok((v, d, from_secs("applied_at", at)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SchemaStatus {
+        current,
+        latest: SCHEMA_VERSION,
+        applied,
+        pending: migrations::pending_after(current),
+    })
 }
 
 /// Where a SQLite URL points.

@@ -241,11 +241,45 @@ fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Whether opening a store may change its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Migrate {
+    /// Apply every pending migration (the embedded SQLite default, `store migrate`,
+    /// `[store] auto_migrate = true`).
+    #[default]
+    Auto,
+    /// Create the schema in an empty database, but refuse an older schema: instances
+    /// of the previous release may still be using it (`onlineca store migrate`
+    /// upgrades it, once, deliberately).
+    Explicit,
+}
+
+/// Refuses an older schema under [`Migrate::Explicit`] (an empty one is created).
+fn check_policy(current: i64, policy: Migrate) -> Result<()> {
+    if policy == Migrate::Explicit && current > 0 && current < SCHEMA_VERSION {
+        return Err(StoreError::SchemaBehind {
+            current,
+            latest: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// The migrations the schema at `current` lacks, as (version, description).
+pub fn pending_after(current: i64) -> Vec<(i64, &'static str)> {
+    SQLITE
+        .iter()
+        .filter(|m| m.version > current)
+        .map(|m| (m.version, m.description))
+        .collect()
+}
+
 /// The part of a migration run both backends share, inside a transaction `$tx` that
 /// already holds the backend's lock: make sure the version table exists, read the
-/// version, refuse a newer schema, and apply what `$list` has beyond it.
+/// version, refuse a newer schema (or, under `$policy`, an older one), and apply what
+/// `$list` has beyond it.
 macro_rules! apply_pending {
-    ($tx:ident, $list:expr) => {{
+    ($tx:ident, $list:expr, $policy:expr) => {{
         sqlx::query(CREATE_VERSION_TABLE)
             .execute(&mut *$tx)
             .await
@@ -256,6 +290,7 @@ macro_rules! apply_pending {
             .and_then(|r| r.try_get("v"))
             .map_err(map_err)?;
         check_not_newer(current)?;
+        check_policy(current, $policy)?;
         for m in $list.iter().filter(|m| m.version > current) {
             for stmt in m.statements {
                 sqlx::query(*stmt)
@@ -277,18 +312,18 @@ macro_rules! apply_pending {
 }
 
 /// Brings a SQLite database up to [`SCHEMA_VERSION`]; returns the version it is at.
-pub(crate) async fn migrate_sqlite(pool: &SqlitePool) -> Result<i64> {
+pub(crate) async fn migrate_sqlite(pool: &SqlitePool, policy: Migrate) -> Result<i64> {
     // IMMEDIATE takes the write lock up front, so two processes opening the same new
     // file cannot both read version 0 and both apply migration 1.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    apply_pending!(tx, SQLITE);
+    apply_pending!(tx, SQLITE, policy);
     tx.commit().await.map_err(map_err)?;
     Ok(SCHEMA_VERSION)
 }
 
 /// Brings a PostgreSQL database (the first schema on the search path) up to
 /// [`SCHEMA_VERSION`]; returns the version it is at.
-pub(crate) async fn migrate_postgres(pool: &PgPool) -> Result<i64> {
+pub(crate) async fn migrate_postgres(pool: &PgPool, policy: Migrate) -> Result<i64> {
     let mut tx = pool.begin().await.map_err(map_err)?;
     // Concurrent `CREATE TABLE IF NOT EXISTS` can still fail in PostgreSQL, so take
     // the lock before touching anything; it is released at commit or rollback.
@@ -297,7 +332,7 @@ pub(crate) async fn migrate_postgres(pool: &PgPool) -> Result<i64> {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-    apply_pending!(tx, POSTGRES);
+    apply_pending!(tx, POSTGRES, policy);
     tx.commit().await.map_err(map_err)?;
     Ok(SCHEMA_VERSION)
 }

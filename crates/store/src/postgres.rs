@@ -33,30 +33,106 @@ impl PgStore {
     /// Every session runs with `synchronous_commit=on`, whatever the server default:
     /// a recorded issuance must survive a server crash.
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::connect_with(connect_options(url)?).await
+        Self::connect_with(connect_options(url, &crate::PgOptions::default())?).await
     }
 
     /// Like [`PgStore::connect`], from parsed options (which are used as given).
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(map_err)?;
-        migrations::migrate_postgres(&pool).await?;
+        Self::connect_with_policy(options, migrations::Migrate::Auto).await
+    }
+
+    /// Connects with `url` and the TLS and password settings of `opts`, changing the
+    /// schema only as `opts.migrate` allows.
+    pub async fn connect_opts(url: &str, opts: &crate::OpenOptions) -> Result<Self> {
+        Self::connect_with_policy(connect_options(url, &opts.postgres)?, opts.migrate).await
+    }
+
+    async fn connect_with_policy(
+        options: PgConnectOptions,
+        policy: migrations::Migrate,
+    ) -> Result<Self> {
+        let pool = pool(options).await?;
+        migrations::migrate_postgres(&pool, policy).await?;
         Ok(Self { pool })
     }
+}
+
+/// A connection pool; the first connection is made here, so that a server that
+/// cannot be reached, refuses our credentials or whose certificate does not verify
+/// is a start-up error.
+async fn pool(options: PgConnectOptions) -> Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(map_err)
+}
+
+/// The schema's version and the migrations applied, without changing anything.
+pub(crate) async fn schema_rows(
+    url: &str,
+    opts: &crate::PgOptions,
+) -> Result<Vec<(i64, String, i64)>> {
+    let pool = pool(connect_options(url, opts)?).await?;
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+         WHERE table_name = 'schema_version' AND table_schema = current_schema())",
+    )
+    .fetch_one(&pool)
+    .await
+    .map_err(map_err)?;
+    let rows = if exists {
+        sqlx::query("SELECT version, description, applied_at FROM schema_version ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("version")?,
+                    r.try_get("description")?,
+                    r.try_get("applied_at")?,
+                ))
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .map_err(map_err)?
+    } else {
+        Vec::new()
+    };
+    pool.close().await;
+    Ok(rows)
 }
 
 /// Parses `url` and forces `synchronous_commit=on` and a 10 s `statement_timeout`, so a
 /// hung database becomes a 503 rather than a request timeout (appended last, so they win over
 /// any `options` in the URL).
-fn connect_options(url: &str) -> Result<PgConnectOptions> {
+fn connect_options(url: &str, extra: &crate::PgOptions) -> Result<PgConnectOptions> {
     // The error must not echo the URL, which may hold a password.
-    Ok(PgConnectOptions::from_str(url)
+    let mut o = PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?
-        .options([("synchronous_commit", "on"), ("statement_timeout", "10s")]))
+        .options([("synchronous_commit", "on"), ("statement_timeout", "10s")]);
+    if let Some(mode) = &extra.sslmode {
+        let mode = sqlx::postgres::PgSslMode::from_str(mode).map_err(|_| {
+            StoreError::Config(format!(
+                "sslmode {mode:?}: one of disable, prefer, require, verify-ca, verify-full"
+            ))
+        })?;
+        o = o.ssl_mode(mode);
+    }
+    if let Some(p) = &extra.sslrootcert {
+        o = o.ssl_root_cert(p);
+    }
+    if let Some(p) = &extra.sslcert {
+        o = o.ssl_client_cert(p);
+    }
+    if let Some(p) = &extra.sslkey {
+        o = o.ssl_client_key(p);
+    }
+    if let Some(pw) = &extra.password {
+        o = o.password(pw);
+    }
+    Ok(o)
 }
 
 /// Taken by every certificate INSERT for its key (`$1`, the SPKI hash), shared.
@@ -167,6 +243,25 @@ mod tests {
 
     use super::*;
 
+    /// TLS settings beside the URL are checked; the password never shows.
+    #[test]
+    fn tls_settings_are_checked_and_the_password_is_masked() {
+        let url = "postgres://u@127.0.0.1/db";
+        let bad = crate::PgOptions {
+            sslmode: Some("sometimes".into()),
+            ..Default::default()
+        };
+        let e = connect_options(url, &bad).unwrap_err().to_string();
+        assert!(e.contains("verify-full"), "{e}");
+        let good = crate::PgOptions {
+            sslmode: Some("verify-full".into()),
+            password: Some("s3cret-pw".into()),
+            ..Default::default()
+        };
+        assert!(connect_options(url, &good).is_ok());
+        assert!(!format!("{good:?}").contains("s3cret-pw"));
+    }
+
     /// A URL asking for asynchronous commit still gets synchronous sessions.
     #[tokio::test]
     async fn sessions_commit_synchronously() {
@@ -174,7 +269,7 @@ mod tests {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20synchronous_commit%3Doff");
-        let options = connect_options(&url).unwrap();
+        let options = connect_options(&url, &crate::PgOptions::default()).unwrap();
         let mut conn = match PgConnection::connect_with(&options).await {
             Ok(c) => c,
             Err(e) => {

@@ -44,6 +44,11 @@ impl SqliteStore {
     /// and applies pending migrations. The database runs in WAL mode with
     /// `synchronous=FULL`, so a committed write survives power loss.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, migrations::Migrate::Auto).await
+    }
+
+    /// Like [`SqliteStore::open`], changing the schema only as `policy` allows.
+    pub async fn open_with(path: impl AsRef<Path>, policy: migrations::Migrate) -> Result<Self> {
         let path = path.as_ref();
         create_private_file(path).await?;
         let options = SqliteConnectOptions::new()
@@ -61,7 +66,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| open_err(path, e))?;
-        migrations::migrate_sqlite(&writer).await?;
+        migrations::migrate_sqlite(&writer, policy).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -87,6 +92,49 @@ impl SqliteStore {
         store._temp = Some(Arc::new(dir));
         Ok(store)
     }
+}
+
+/// The migrations applied to the database file at `path` (none if it does not
+/// exist), read without changing anything.
+pub(crate) async fn schema_rows(path: &str) -> Result<Vec<(i64, String, i64)>> {
+    if !Path::new(path).exists() {
+        return Ok(Vec::new());
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|e| open_err(Path::new(path), e))?;
+    let exists: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+    )
+    .fetch_optional(&pool)
+    .await
+    .map_err(map_err)?;
+    let rows = if exists.is_some() {
+        sqlx::query("SELECT version, description, applied_at FROM schema_version ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("version")?,
+                    r.try_get("description")?,
+                    r.try_get("applied_at")?,
+                ))
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .map_err(map_err)?
+    } else {
+        Vec::new()
+    };
+    pool.close().await;
+    Ok(rows)
 }
 
 /// Failing to open the file is most often a bad path or permissions: say which file.
