@@ -163,26 +163,24 @@ pub fn parse(header: &[u8]) -> Result<Source, HeaderError> {
             return Ok(Source::Balancer);
         }
         return Ok(match h.addresses {
-            Addresses::IPv4(a) => {
-                Source::Client(SocketAddr::new(a.source_address.into(), a.source_port))
-            }
-            Addresses::IPv6(a) => {
-                Source::Client(SocketAddr::new(a.source_address.into(), a.source_port))
-            }
+            Addresses::IPv4(a) => client(a.source_address.into(), a.source_port),
+            Addresses::IPv6(a) => client(a.source_address.into(), a.source_port),
             Addresses::Unspecified | Addresses::Unix(_) => Source::Balancer,
         });
     }
     use ppp::v1::{Addresses, Header};
     let h = Header::try_from(header)?;
     Ok(match h.addresses {
-        Addresses::Tcp4(a) => {
-            Source::Client(SocketAddr::new(a.source_address.into(), a.source_port))
-        }
-        Addresses::Tcp6(a) => {
-            Source::Client(SocketAddr::new(a.source_address.into(), a.source_port))
-        }
+        Addresses::Tcp4(a) => client(a.source_address.into(), a.source_port),
+        Addresses::Tcp6(a) => client(a.source_address.into(), a.source_port),
         Addresses::Unknown => Source::Balancer,
     })
+}
+
+/// A client address as the rest of the server should see it: an IPv4 client that a
+/// balancer names in IPv6 form (`::ffff:192.0.2.7`) is the IPv4 address.
+fn client(ip: IpAddr, port: u16) -> Source {
+    Source::Client(SocketAddr::new(ip.to_canonical(), port))
 }
 
 /// Reads the PROXY header at the start of `tcp`, consuming exactly its bytes, and
@@ -269,6 +267,8 @@ mod tests {
         assert_eq!(read(h).unwrap(), client("203.0.113.9:5555"));
         let h = b"PROXY TCP6 2001:db8::9 2001:db8::1 40000 443\r\n";
         assert_eq!(read(h).unwrap(), client("[2001:db8::9]:40000"));
+        let h = b"PROXY TCP6 ::ffff:192.0.2.7 ::ffff:10.0.0.1 40000 443\r\n";
+        assert_eq!(read(h).unwrap(), client("192.0.2.7:40000"));
     }
 
     #[test]
