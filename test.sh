@@ -41,6 +41,8 @@ prerequisites() {
     bash -c 'PATH=$PATH:/usr/sbin command -v slapd && command -v ldapadd'
   check "softhsm2 and pkcs11-tool" "the PKCS#11 token tests" "apt-get install softhsm2 opensc" \
     bash -c 'test -e /usr/lib/softhsm/libsofthsm2.so && command -v softhsm2-util && command -v pkcs11-tool'
+  check haproxy "the PROXY protocol (load balancer) tests" "apt-get install haproxy" \
+    bash -c 'PATH=$PATH:/usr/sbin command -v haproxy'
   check "PHP with curl" "the PHP relying-party test" "apt-get install php-cli php-curl" \
     php -r 'exit(function_exists("curl_init") ? 0 : 1);'
   check "Python requests + cryptography" "the Python relying-party tests" \

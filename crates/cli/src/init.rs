@@ -345,6 +345,7 @@ max_connections = 1024             # connections served at once
 max_connections_per_address = 64  # of those, from one client address (an IPv6 /64)
 rate_limit = 120                   # certificate requests a minute from one address (0: no limit)...
 rate_burst = 30                    # ...after a burst of this many; beyond: 429 with Retry-After
+# proxy_protocol_from = []         # TCP load balancers (CIDR) sending a PROXY header with the client's address
 
 [tls]
 cert = "tls/server.pem"            # the server's certificate (then any intermediates)

@@ -92,6 +92,13 @@ pub struct ServerSection {
     /// Requests one address may make at once before `rate_limit` applies.
     #[serde(default = "default_rate_burst")]
     pub rate_burst: u32,
+    /// Networks (CIDR, or single addresses) of TCP load balancers whose connections
+    /// start with a PROXY protocol header naming the client; empty: off.
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<String>,
+    /// `proxy_protocol_from`, parsed (by [`Config::parse`]).
+    #[serde(skip)]
+    pub trusted_proxies: crate::proxy_protocol::TrustedProxies,
 }
 fn default_request_timeout() -> Duration {
     secs(30)
@@ -132,6 +139,8 @@ impl Default for ServerSection {
             max_connections_per_address: default_max_connections_per_address(),
             rate_limit: default_rate_limit(),
             rate_burst: default_rate_burst(),
+            proxy_protocol_from: Vec::new(),
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -616,6 +625,9 @@ impl Config {
         {
             abs(p);
         }
+        cfg.server.trusted_proxies =
+            crate::proxy_protocol::TrustedProxies::parse(&cfg.server.proxy_protocol_from)
+                .map_err(|e| cfg.invalid("server.proxy_protocol_from", e.to_string()))?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -797,6 +809,18 @@ impl Config {
                 format!(
                     "{} certificate requests a minute per address, bursts of {}",
                     s.rate_limit, s.rate_burst
+                )
+            },
+        );
+        line(
+            "server.proxy_protocol_from",
+            if s.trusted_proxies.is_empty() {
+                "(none: client addresses are the TCP peers')".to_string()
+            } else {
+                let nets = s.trusted_proxies.networks().iter().map(|n| n.to_string());
+                format!(
+                    "{} (a PROXY protocol header is required from these, refused from others)",
+                    nets.collect::<Vec<_>>().join(", ")
                 )
             },
         );
@@ -1147,6 +1171,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ca.pin_file"), "{e}");
+    }
+
+    #[test]
+    fn proxy_protocol_networks_are_checked_and_shown() {
+        let d = tempfile::tempdir().unwrap();
+        let load = |list: &str| {
+            let text = format!("[server]\nproxy_protocol_from = {list}\n{MINIMAL}");
+            Config::load(&write(d.path(), &text))
+        };
+        let cfg = Config::load(&write(d.path(), MINIMAL)).unwrap();
+        assert!(cfg.server.trusted_proxies.is_empty());
+        assert!(cfg.summary().contains("server.proxy_protocol_from   (none"));
+        let cfg = load(r#"["10.0.0.5/32", "::1/128"]"#).unwrap();
+        assert!(
+            cfg.server
+                .trusted_proxies
+                .contains("10.0.0.5".parse().unwrap())
+        );
+        assert!(
+            !cfg.server
+                .trusted_proxies
+                .contains("10.0.0.6".parse().unwrap())
+        );
+        let summary = cfg.summary();
+        assert!(
+            summary.contains("server.proxy_protocol_from   10.0.0.5/32, ::1/128 (a PROXY"),
+            "{summary}"
+        );
+        let e = load(r#"["10.0.0.5/32", "10.0.0/8"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.proxy_protocol_from") && e.contains("\"10.0.0/8\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod ldap;
 pub mod lockout;
 pub mod metrics;
 pub mod password_pool;
+pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod renewal;
 pub mod retriever;

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::proxy_protocol::{self, HeaderError, Source};
 use crate::ratelimit::ConnectionCounts;
 use crate::routes::{ConnInfo, router};
 use crate::state::{AppState, StartError};
@@ -38,6 +39,7 @@ pub async fn serve(
     let idle_timeout = server.idle_timeout;
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let per_client = ConnectionCounts::new(server.max_connections_per_address);
+    let proxies = server.trusted_proxies.clone();
     let app = router(state.clone());
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -76,10 +78,18 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let Some(slot) = per_client.open(peer.ip()) else {
-            // Closed at once: the slot goes back to clients that are not hogging them.
-            tracing::debug!(%peer, "too many connections from this client; closed");
-            continue;
+        // Every client of a balancer comes from the balancer's address: its
+        // connections are counted per client once its PROXY header has said whose
+        // they are.
+        let slot = if proxies.contains(peer.ip()) {
+            None
+        } else {
+            let Some(slot) = per_client.open(peer.ip()) else {
+                // Closed at once: the slot goes back to clients that are not hogging them.
+                tracing::debug!(%peer, "too many connections from this client; closed");
+                continue;
+            };
+            Some(slot)
         };
         let _ = tcp.set_nodelay(true);
         let tls = tls.clone();
@@ -87,11 +97,34 @@ pub async fn serve(
         let builder = builder.clone();
         let stop = stop_rx.clone();
         let open = crate::metrics::GaugeGuard::new(&state.metrics.open_connections);
+        let per_client = per_client.clone();
+        let check_foreign = !proxies.is_empty();
         tokio::spawn(async move {
             let _permit = permit;
-            let _slot = slot;
             let _open = open;
-            let stream = match tokio::time::timeout(handshake_timeout, tls.accept(tcp)).await {
+            // The PROXY header and the TLS handshake share one deadline.
+            let deadline = tokio::time::Instant::now() + handshake_timeout;
+            let mut tcp = tcp;
+            let (peer, _slot) = match slot {
+                // From a balancer.
+                None => {
+                    let Some(client) = client_of_balancer(&mut tcp, peer, deadline).await else {
+                        return;
+                    };
+                    let Some(slot) = per_client.open(client.ip()) else {
+                        tracing::debug!(peer = %client, balancer = %peer, "too many connections from this client; closed");
+                        return;
+                    };
+                    (client, slot)
+                }
+                Some(slot) => {
+                    if check_foreign && !no_foreign_header(&tcp, peer, deadline).await {
+                        return;
+                    }
+                    (peer, slot)
+                }
+            };
+            let stream = match tokio::time::timeout_at(deadline, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -169,6 +202,59 @@ pub async fn serve(
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
     Ok(())
+}
+
+/// The client a listed balancer's connection is for, from its PROXY header (the
+/// balancer itself for a `LOCAL` header); `None`, logged, when there is no valid
+/// header by `deadline`: the connection is then dropped without a word.
+async fn client_of_balancer(
+    tcp: &mut tokio::net::TcpStream,
+    balancer: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Option<SocketAddr> {
+    match tokio::time::timeout_at(deadline, proxy_protocol::read_header(tcp)).await {
+        Ok(Ok(Source::Client(client))) => Some(client),
+        Ok(Ok(Source::Balancer)) => Some(balancer),
+        Ok(Err(HeaderError::Closed)) => {
+            // A plain TCP health check: connected, and closed.
+            tracing::debug!(%balancer, "connection from a balancer closed before a PROXY header");
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%balancer, error = %e, "connection from a balancer without a valid PROXY header; dropped");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%balancer, "no PROXY header from a balancer in time; dropped");
+            None
+        }
+    }
+}
+
+/// Whether a connection from an address not in `proxy_protocol_from` may go on to
+/// the TLS handshake: not when it starts with a PROXY header, which would name an
+/// address of its choosing (logged at debug, as failed handshakes are: anyone can
+/// cause it).
+async fn no_foreign_header(
+    tcp: &tokio::net::TcpStream,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> bool {
+    match tokio::time::timeout_at(deadline, proxy_protocol::peek_for_header(tcp)).await {
+        Ok(Ok(false)) => true,
+        Ok(Ok(true)) => {
+            tracing::debug!(%peer, "PROXY header from an address not in server.proxy_protocol_from; dropped");
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "connection failed before the TLS handshake");
+            false
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            false
+        }
+    }
 }
 
 /// Requests in flight on one connection, and when it was last busy.
