@@ -45,7 +45,15 @@ pub enum CertCommand {
         /// JSON (an array of objects) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only users' certificates (`user`) or only server certificates (`server`,
+        /// signed with `cert sign`).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<CertKind>,
     },
+    /// Sign a server certificate (TLS server of a service that accepts this CA's
+    /// users) from a CSR, or with a key made here; or, for testing, self-signed.
+    #[command(after_long_help = crate::help::CERT_SIGN)]
+    Sign(Box<crate::sign_cmd::SignArgs>),
     /// Show one certificate: a summary, then its PEM.
     #[command(after_long_help = crate::help::CERT_SHOW)]
     Show {
@@ -68,6 +76,15 @@ pub enum CertCommand {
     },
 }
 
+/// Which certificates `cert list --kind` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CertKind {
+    /// Users' client certificates.
+    User,
+    /// Server certificates signed with `cert sign`.
+    Server,
+}
+
 /// Runs a cert subcommand against the store at `now`; `poll` is how soon servers
 /// notice a revocation (for the message).
 pub async fn run(
@@ -87,6 +104,7 @@ pub async fn run(
             limit,
             all,
             json,
+            kind,
         } => {
             let status = if valid {
                 Some(StatusFilter::Valid(now))
@@ -106,6 +124,7 @@ pub async fn run(
                 since,
                 status,
                 limit: (!all).then_some(limit),
+                server: kind.map(|k| k == CertKind::Server),
             };
             let certs = store.list_issued(&filter).await?;
             if json {
@@ -192,6 +211,8 @@ pub async fn run(
             }
         }
         CertCommand::Revoke { .. } => bail!("give a serial number or --user NAME"),
+        // Needs the CA, not only the store: main.rs runs it.
+        CertCommand::Sign(_) => bail!("cert sign is run with its configuration"),
     }
     Ok(())
 }

@@ -274,3 +274,20 @@ Examples:
   # After installing a new onlineca, before restarting the instances on it:
   onlineca store migrate --config /etc/onlineca/onlineca.toml
 ";
+
+/// `onlineca cert sign --help`.
+pub const CERT_SIGN: &str = "\
+Examples:
+  # A CSR made on the service's host; only its key is used:
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout api.key \\
+      -subj /CN=api.example.org -out api.csr
+  onlineca cert sign --config /etc/onlineca/onlineca.toml --csr api.csr \\
+      --dns api.example.org --ip 10.0.0.8 --out api.pem
+  # Key and certificate in one step (the key file is written 0600):
+  onlineca cert sign --config /etc/onlineca/onlineca.toml --generate-key \\
+      --key-out db.key --dns db.internal --out db.pem
+  # The CSR's own names, checked against [server_certificate] allow_domains:
+  onlineca cert sign --config /etc/onlineca/onlineca.toml --csr web.csr --use-csr-names
+  # FOR TESTING ONLY, no CA: clients must be told to trust it (curl --cacert test.pem):
+  onlineca cert sign --self-signed --dns localhost --key-out test.key --out test.pem
+";

@@ -363,6 +363,10 @@ lifetime = "{lifetime}"                   # lifetime of issued certificates
 backdate = "5m"                    # notBefore this far in the past, for skewed clocks
 # crl_url = "https://ca.example.org/onlineca/crl"   # CRL distribution point written into certificates
 
+# [server_certificate]              # `onlineca cert sign`: certificates for the services
+# lifetime = "90days"              # that accept this CA's users (never issued over HTTP)
+# allow_domains = ["*.example.org"]   # names a CSR may bring with --use-csr-names
+
 [auth]
 password = true                    # HTTP Basic username + password
 renewal = true                     # a valid certificate of this CA renews itself (mutual TLS, no password)

@@ -16,6 +16,7 @@ mod passphrase;
 mod prompt;
 mod retrievers;
 mod serve_cmd;
+mod sign_cmd;
 mod store_cmd;
 mod trustroots_cmd;
 mod users;
@@ -209,6 +210,22 @@ async fn run(command: Command) -> Result<()> {
                 &mut audit,
             )
             .await;
+            store.close().await;
+            r
+        }
+        Command::Cert {
+            command: certs::CertCommand::Sign(args),
+            ..
+        } if args.self_signed => sign_cmd::self_signed(&args, time::OffsetDateTime::now_utc()),
+        Command::Cert {
+            config,
+            command: certs::CertCommand::Sign(args),
+        } => {
+            let cfg = Config::load(&config_arg(config)?)?;
+            let store = cfg.store.open().await?;
+            let mut audit = CliAudit::new(cfg.audit.as_ref());
+            let now = time::OffsetDateTime::now_utc();
+            let r = sign_cmd::sign(&args, &cfg, store.as_ref(), &mut audit, now).await;
             store.close().await;
             r
         }

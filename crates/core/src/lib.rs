@@ -18,6 +18,7 @@ pub mod pki;
 pub mod principal;
 pub mod profile;
 pub mod serial;
+pub mod server_cert;
 pub mod subject;
 pub mod trustroots;
 

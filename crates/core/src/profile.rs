@@ -102,94 +102,128 @@ impl Profile {
         let not_after = (now + lifetime).min(ca.not_after());
         let serial = random_serial().map_err(|_| IssuerError::Sign("no randomness".into()))?;
 
-        let extensions = self.extensions(ca, csr);
-        let tbs = yasna::construct_der(|w| {
-            w.write_sequence(|w| {
-                w.next().write_tagged(Tag::context(0), |w| w.write_u8(2));
-                w.next().write_bigint_bytes(&serial, true);
-                w.next().write_der(ca.signature_algorithm_der());
-                w.next().write_der(ca.subject_der());
-                w.next().write_sequence(|w| {
-                    write_time(w.next(), not_before);
-                    write_time(w.next(), not_after);
-                });
-                w.next().write_der(&subject.der);
-                w.next().write_der(&csr.spki_der);
-                w.next().write_tagged(Tag::context(3), |w| {
-                    w.write_sequence(|w| {
-                        for (arcs, critical, value) in &extensions {
-                            write_extension(w.next(), arcs, *critical, value);
-                        }
-                    })
-                });
-            })
-        });
-        let der = ca.sign_wrapped(&tbs)?;
-        let spki_sha256 = hex::encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            &csr.spki_der,
-        ));
-        Ok(Issued {
-            pem: to_pem(&der),
-            der,
-            serial_hex: hex::encode(serial),
-            subject: subject.oneline,
-            not_before: truncate(not_before),
-            not_after: truncate(not_after),
-            spki_sha256,
-            key: csr.key,
-        })
-    }
-
-    /// The fixed extension set, whatever the CSR asked for.
-    fn extensions(&self, ca: &IssuingCa, csr: &CheckedCsr) -> Vec<(&'static [u64], bool, Vec<u8>)> {
-        // basicConstraints CA:FALSE is the empty SEQUENCE (DER omits the default).
-        let basic_constraints = yasna::construct_der(|w| w.write_sequence(|_| {}));
-        // keyUsage: digitalSignature (bit 0), plus keyEncipherment (bit 2) for RSA keys,
-        // which TLS 1.2 RSA key exchange needs.
-        let key_usage = match csr.key {
-            KeyKind::Rsa(_) => yasna::construct_der(|w| w.write_bitvec_bytes(&[0xa0], 3)),
-            _ => yasna::construct_der(|w| w.write_bitvec_bytes(&[0x80], 1)),
-        };
-        let eku = yasna::construct_der(|w| {
-            w.write_sequence(|w| w.next().write_oid(&crate::der::oid(OID_CLIENT_AUTH)))
-        });
-        let ski = yasna::construct_der(|w| w.write_bytes(&key_identifier(&csr.public_key_bits)));
-        let aki = yasna::construct_der(|w| {
-            w.write_sequence(|w| {
-                w.next()
-                    .write_tagged_implicit(Tag::context(0), |w| w.write_bytes(ca.key_id()))
-            })
-        });
-        let mut exts = vec![
-            (OID_BASIC_CONSTRAINTS, true, basic_constraints),
-            (OID_KEY_USAGE, true, key_usage),
-            (OID_EXT_KEY_USAGE, false, eku),
-            (OID_SKI, false, ski),
-            (OID_AKI, false, aki),
-        ];
+        let mut extensions = end_entity_extensions(ca, csr, OID_CLIENT_AUTH);
         if let Some(url) = &self.crl_url {
-            // CRLDistributionPoints: one DistributionPoint with a fullName URI.
-            let dp = yasna::construct_der(|w| {
+            extensions.push(crl_distribution_point(url));
+        }
+        let signed = Tbs {
+            serial: &serial,
+            not_before,
+            not_after,
+            subject_der: &subject.der,
+            extensions: &extensions,
+        };
+        let mut issued = sign(ca, csr, &signed)?;
+        issued.subject = subject.oneline;
+        Ok(issued)
+    }
+}
+
+/// One extension: OID arcs, criticality, DER value.
+pub(crate) type Extension = (&'static [u64], bool, Vec<u8>);
+
+/// What varies between the certificates this CA signs (the rest is the CA's and
+/// the CSR's).
+pub(crate) struct Tbs<'a> {
+    pub serial: &'a [u8],
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub subject_der: &'a [u8],
+    pub extensions: &'a [Extension],
+}
+
+/// Builds the TBSCertificate for the key of `csr`, signs it with `ca`, and returns
+/// it with the facts recorded about it (`subject` left empty for the caller).
+pub(crate) fn sign(ca: &IssuingCa, csr: &CheckedCsr, t: &Tbs<'_>) -> Result<Issued, IssueError> {
+    let tbs = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_tagged(Tag::context(0), |w| w.write_u8(2));
+            w.next().write_bigint_bytes(t.serial, true);
+            w.next().write_der(ca.signature_algorithm_der());
+            w.next().write_der(ca.subject_der());
+            w.next().write_sequence(|w| {
+                write_time(w.next(), t.not_before);
+                write_time(w.next(), t.not_after);
+            });
+            w.next().write_der(t.subject_der);
+            w.next().write_der(&csr.spki_der);
+            w.next().write_tagged(Tag::context(3), |w| {
                 w.write_sequence(|w| {
-                    w.next().write_sequence(|w| {
-                        w.next().write_tagged(Tag::context(0), |w| {
-                            // fullName [0] IMPLICIT GeneralNames (a SEQUENCE OF).
-                            w.write_tagged_implicit(Tag::context(0), |w| {
-                                w.write_sequence(|w| {
-                                    w.next().write_tagged_implicit(Tag::context(6), |w| {
-                                        w.write_ia5_string(url)
-                                    })
-                                })
-                            })
+                    for (arcs, critical, value) in t.extensions {
+                        write_extension(w.next(), arcs, *critical, value);
+                    }
+                })
+            });
+        })
+    });
+    let der = ca.sign_wrapped(&tbs)?;
+    let spki_sha256 = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        &csr.spki_der,
+    ));
+    Ok(Issued {
+        pem: to_pem(&der),
+        der,
+        serial_hex: hex::encode(t.serial),
+        subject: String::new(),
+        not_before: truncate(t.not_before),
+        not_after: truncate(t.not_after),
+        spki_sha256,
+        key: csr.key,
+    })
+}
+
+/// The fixed extensions of an end-entity certificate with the one extended key
+/// usage `eku`, whatever the CSR asked for: CA:FALSE, keyUsage, SKI, AKI.
+pub(crate) fn end_entity_extensions(
+    ca: &IssuingCa,
+    csr: &CheckedCsr,
+    eku: &[u64],
+) -> Vec<Extension> {
+    // basicConstraints CA:FALSE is the empty SEQUENCE (DER omits the default).
+    let basic_constraints = yasna::construct_der(|w| w.write_sequence(|_| {}));
+    // keyUsage: digitalSignature (bit 0), plus keyEncipherment (bit 2) for RSA keys,
+    // which TLS 1.2 RSA key exchange needs.
+    let key_usage = match csr.key {
+        KeyKind::Rsa(_) => yasna::construct_der(|w| w.write_bitvec_bytes(&[0xa0], 3)),
+        _ => yasna::construct_der(|w| w.write_bitvec_bytes(&[0x80], 1)),
+    };
+    let eku =
+        yasna::construct_der(|w| w.write_sequence(|w| w.next().write_oid(&crate::der::oid(eku))));
+    let ski = yasna::construct_der(|w| w.write_bytes(&key_identifier(&csr.public_key_bits)));
+    let aki = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next()
+                .write_tagged_implicit(Tag::context(0), |w| w.write_bytes(ca.key_id()))
+        })
+    });
+    vec![
+        (OID_BASIC_CONSTRAINTS, true, basic_constraints),
+        (OID_KEY_USAGE, true, key_usage),
+        (OID_EXT_KEY_USAGE, false, eku),
+        (OID_SKI, false, ski),
+        (OID_AKI, false, aki),
+    ]
+}
+
+/// CRLDistributionPoints: one DistributionPoint with a fullName URI.
+pub(crate) fn crl_distribution_point(url: &str) -> Extension {
+    let dp = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_sequence(|w| {
+                w.next().write_tagged(Tag::context(0), |w| {
+                    // fullName [0] IMPLICIT GeneralNames (a SEQUENCE OF).
+                    w.write_tagged_implicit(Tag::context(0), |w| {
+                        w.write_sequence(|w| {
+                            w.next()
+                                .write_tagged_implicit(Tag::context(6), |w| w.write_ia5_string(url))
                         })
                     })
                 })
-            });
-            exts.push((OID_CRL_DP, false, dp));
-        }
-        exts
-    }
+            })
+        })
+    });
+    (OID_CRL_DP, false, dp)
 }
 
 fn truncate(t: OffsetDateTime) -> OffsetDateTime {

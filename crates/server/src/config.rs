@@ -199,6 +199,32 @@ impl CaSection {
     }
 }
 
+/// `[server_certificate]`: what `onlineca cert sign` gives the services that accept
+/// this CA's users (never reachable over HTTP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerCertificateSection {
+    /// Lifetime of server certificates (within the CA's own).
+    #[serde(default = "default_server_cert_lifetime", with = "humantime_serde")]
+    pub lifetime: Duration,
+    /// Names a CSR may bring with `--use-csr-names`: exact names, or `*.suffix` for
+    /// any name below `suffix`. Empty: `--use-csr-names` accepts none.
+    #[serde(default)]
+    pub allow_domains: Vec<String>,
+}
+fn default_server_cert_lifetime() -> Duration {
+    Duration::from_secs(90 * 86_400)
+}
+
+impl Default for ServerCertificateSection {
+    fn default() -> Self {
+        ServerCertificateSection {
+            lifetime: default_server_cert_lifetime(),
+            allow_domains: Vec::new(),
+        }
+    }
+}
+
 /// One `[[ca.retired]]` entry: an issuing CA that no longer issues.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -505,6 +531,9 @@ pub struct Config {
     /// `[admin]`: the metrics and health listener (off when absent).
     #[serde(default)]
     pub admin: AdminSection,
+    /// `[server_certificate]`: the policy of `onlineca cert sign`.
+    #[serde(default)]
+    pub server_certificate: ServerCertificateSection,
     /// `[audit]`: the audit log (off when absent).
     #[serde(default)]
     pub audit: Option<crate::audit::AuditSection>,
@@ -679,6 +708,10 @@ impl Config {
             ("server.idle_timeout", self.server.idle_timeout),
             ("server.shutdown_grace", self.server.shutdown_grace),
             ("certificate.lifetime", self.certificate.lifetime),
+            (
+                "server_certificate.lifetime",
+                self.server_certificate.lifetime,
+            ),
             ("certificate.backdate", self.certificate.backdate),
             ("auth.lockout", self.auth.lockout),
             ("auth.credential_cache", self.auth.credential_cache),
@@ -688,6 +721,18 @@ impl Config {
         ] {
             if value > MAX_DURATION {
                 return Err(self.invalid(key, "must be at most 100 years"));
+            }
+        }
+        if self.server_certificate.lifetime < Duration::from_secs(3600) {
+            return Err(self.invalid("server_certificate.lifetime", "must be at least one hour"));
+        }
+        for p in &self.server_certificate.allow_domains {
+            let name = p.strip_prefix("*.").unwrap_or(p);
+            if onlineca_core::server_cert::dns_name(name).is_err() || name.contains('*') {
+                return Err(self.invalid(
+                    "server_certificate.allow_domains",
+                    format!("{p:?} is neither a DNS name nor *.a-dns-name"),
+                ));
             }
         }
         if self.certificate.lifetime < Duration::from_secs(60) {
@@ -891,6 +936,23 @@ impl Config {
                 .crl_url
                 .clone()
                 .unwrap_or_else(|| "(none)".into()),
+        );
+        let server_days = self.server_certificate.lifetime.as_secs();
+        line(
+            "server_certificate.lifetime",
+            if server_days.is_multiple_of(86_400) {
+                format!("{} days", server_days / 86_400)
+            } else {
+                humantime::format_duration(self.server_certificate.lifetime).to_string()
+            },
+        );
+        line(
+            "server_certificate.allow_domains",
+            if self.server_certificate.allow_domains.is_empty() {
+                "(none: --use-csr-names accepts no name)".to_string()
+            } else {
+                self.server_certificate.allow_domains.join(", ")
+            },
         );
         line("auth.password", self.auth.password.to_string());
         line("auth.retriever", self.auth.retriever.to_string());

@@ -172,6 +172,30 @@ fn check_key_permissions(path: &std::path::Path, allow: bool) -> Result<(), Star
     })
 }
 
+/// The PEM of the certificates above the issuing CA (`[ca] chain`), or nothing.
+fn chain_pem(config: &Config) -> Result<String, StartError> {
+    match &config.ca.chain {
+        Some(p) => read(p),
+        None => Ok(String::new()),
+    }
+}
+
+/// The issuing CA that signs, with its key from the token or the (decrypted) file,
+/// as `serve` loads it; for commands that sign too (`cert sign`).
+pub fn issuing_ca(config: &Config) -> Result<IssuingCa, StartError> {
+    active_ca(config, &chain_pem(config)?)
+}
+
+fn active_ca(config: &Config, chain_pem: &str) -> Result<IssuingCa, StartError> {
+    match config.ca.pkcs11_uri() {
+        Some(uri) => crate::ca_token::load(&config.ca, uri, chain_pem),
+        None => {
+            check_key_permissions(&config.ca.key, config.ca.allow_insecure_key_permissions)?;
+            load_issuing_ca(config, &config.ca.cert, &config.ca.key, chain_pem)
+        }
+    }
+}
+
 /// An issuing CA (the active one or a retired one): its certificate and its key,
 /// decrypted with the configured passphrase when the key file is encrypted.
 fn load_issuing_ca(
@@ -214,17 +238,9 @@ pub fn read(path: &std::path::Path) -> Result<String, StartError> {
 impl AppState {
     /// Loads the CA, builds the profile and the trust roots, around an open store.
     pub fn load(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
-        let chain_pem = match &config.ca.chain {
-            Some(p) => read(p)?,
-            None => String::new(),
-        };
+        let chain_pem = chain_pem(&config)?;
         let allow = config.ca.allow_insecure_key_permissions;
-        let ca = if let Some(uri) = config.ca.pkcs11_uri() {
-            crate::ca_token::load(&config.ca, uri, &chain_pem)?
-        } else {
-            check_key_permissions(&config.ca.key, allow)?;
-            load_issuing_ca(&config, &config.ca.cert, &config.ca.key, &chain_pem)?
-        };
+        let ca = active_ca(&config, &chain_pem)?;
         let mut retired = Vec::new();
         for r in &config.ca.retired {
             check_key_permissions(&r.key, allow)?;

@@ -213,7 +213,14 @@ pub struct IssuedFilter {
     pub status: Option<StatusFilter>,
     /// At most this many certificates (the newest ones).
     pub limit: Option<u32>,
+    /// Only server certificates (`Some(true)`, signed by `cert sign`) or only user
+    /// certificates (`Some(false)`).
+    pub server: Option<bool>,
 }
+
+/// The `auth_method` recorded for server certificates an operator signed with
+/// `onlineca cert sign` (no user authenticated for them).
+pub const SERVER_METHOD: &str = "server";
 
 /// A certificate state to list; the time the state is judged at is passed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -699,6 +706,11 @@ pub(crate) fn list_issued_sql(filter: &IssuedFilter) -> (String, Vec<Arg>) {
             "issued_at >= {}",
             bind(&mut args, Arg::Int(to_secs(since)))
         ));
+    }
+    match filter.server {
+        Some(true) => conds.push(format!("auth_method = '{SERVER_METHOD}'")),
+        Some(false) => conds.push(format!("auth_method <> '{SERVER_METHOD}'")),
+        None => {}
     }
     match filter.status {
         Some(StatusFilter::Valid(at)) => conds.push(format!(

@@ -22,6 +22,8 @@ use crate::{
 
 /// How long SQLite waits for another process (e.g. the CLI) to release a lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts at the first connection while another process makes the file WAL.
+const OPEN_RETRIES: u32 = 100;
 /// How long an operation waits for a pooled connection before giving up (503).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections for reading; WAL readers do not block each other or the writer.
@@ -60,12 +62,25 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| open_err(path, e))?;
+        // Switching a new file to WAL takes a lock that SQLite's busy handler does
+        // not wait for: processes opening the same new database at once may see
+        // "database is locked" here, and try again.
+        let mut attempt = 0;
+        let writer = loop {
+            let opened = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options.clone())
+                .await;
+            match opened {
+                Ok(pool) => break pool,
+                Err(e) if attempt < OPEN_RETRIES && e.to_string().contains("locked") => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(open_err(path, e)),
+            }
+        };
         migrations::migrate_sqlite(&writer, policy).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)

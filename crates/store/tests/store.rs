@@ -939,8 +939,21 @@ mod suite {
             since: Some(at(1)),
             status: Some(StatusFilter::Revoked),
             limit: Some(1),
+            server: None,
         };
         assert_eq!(serials(&s.list_issued(&f).await.unwrap()), ["04"]);
+        // Server certificates apart from users' certificates.
+        let server = IssuedCert {
+            auth_method: onlineca_store::SERVER_METHOD.into(),
+            ..cert("0f", "www.example.org", at(1))
+        };
+        s.record_issued(&server).await.unwrap();
+        let only = |server| IssuedFilter {
+            server: Some(server),
+            ..Default::default()
+        };
+        assert_eq!(serials(&s.list_issued(&only(true)).await.unwrap()), ["0f"]);
+        assert!(!serials(&s.list_issued(&only(false)).await.unwrap()).contains(&"0f"));
     }
 
     pub async fn issuers_are_recorded_attributed_and_counted(fx: Fixture) {

@@ -214,6 +214,21 @@ impl Nginx {
     /// Like [`Nginx::start`], with `ssl_verify_client {verify}` and more `location`
     /// blocks.
     pub fn start_with(holder: &Holder, verify: &str, locations: &str) -> Nginx {
+        Nginx::start_full(holder, verify, locations, None)
+    }
+
+    /// Like [`Nginx::start`], with this host certificate (then its chain) and key
+    /// instead of one made here.
+    pub fn start_with_host(holder: &Holder, cert: &Path, key: &Path) -> Nginx {
+        Nginx::start_full(holder, "on", "", Some((cert, key)))
+    }
+
+    fn start_full(
+        holder: &Holder,
+        verify: &str,
+        locations: &str,
+        host: Option<(&Path, &Path)>,
+    ) -> Nginx {
         let dir = holder.ca.path("nginx");
         for sub in ["", "tmp"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -235,22 +250,31 @@ impl Nginx {
         let root_key = holder.ca.home.join("ca/root.key");
         let (key, csr) =
             crate::common::make_csr(&dir, "host", "ec", Some("P-256"), "/CN=127.0.0.1", &[]);
+        let key = match host {
+            Some((cert, host_key)) => {
+                std::fs::copy(cert, dir.join("host.pem")).unwrap();
+                host_key.to_path_buf()
+            }
+            None => key,
+        };
         std::fs::write(
             dir.join("host.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
         )
         .unwrap();
-        ok(openssl(&["x509", "-req", "-days", "1"])
-            .arg("-in")
-            .arg(&csr)
-            .arg("-CA")
-            .arg(holder.ca.root_pem())
-            .arg("-CAkey")
-            .arg(&root_key)
-            .arg("-extfile")
-            .arg(dir.join("host.ext"))
-            .arg("-out")
-            .arg(dir.join("host.pem")));
+        if host.is_none() {
+            ok(openssl(&["x509", "-req", "-days", "1"])
+                .arg("-in")
+                .arg(&csr)
+                .arg("-CA")
+                .arg(holder.ca.root_pem())
+                .arg("-CAkey")
+                .arg(&root_key)
+                .arg("-extfile")
+                .arg(dir.join("host.ext"))
+                .arg("-out")
+                .arg(dir.join("host.pem")));
+        }
 
         let port = free_port();
         let d = dir.display();
