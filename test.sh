@@ -43,6 +43,9 @@ prerequisites() {
     bash -c 'test -e /usr/lib/softhsm/libsofthsm2.so && command -v softhsm2-util && command -v pkcs11-tool'
   check haproxy "the PROXY protocol (load balancer) tests" "apt-get install haproxy" \
     bash -c 'PATH=$PATH:/usr/sbin command -v haproxy'
+  check "strongSwan pki" "the EST tests" \
+    "apt-get install strongswan-pki libstrongswan-standard-plugins libstrongswan-extra-plugins" \
+    command -v pki
   check "PHP with curl" "the PHP relying-party test" "apt-get install php-cli php-curl" \
     php -r 'exit(function_exists("curl_init") ? 0 : 1);'
   check "Python requests + cryptography" "the Python relying-party tests" \

@@ -363,6 +363,12 @@ lifetime = "{lifetime}"                   # lifetime of issued certificates
 backdate = "5m"                    # notBefore this far in the past, for skewed clocks
 # crl_url = "https://ca.example.org/onlineca/crl"   # CRL distribution point written into certificates
 
+[est]
+# EST (RFC 7030) on the same listener, at /.well-known/est/: cacerts, simpleenroll
+# (password or a retriever, as above), simplereenroll (the current certificate),
+# csrattrs. Any EST client (strongSwan's pki, devices) enrolls with no onlineca software.
+enabled = true
+
 # [server_certificate]              # `onlineca cert sign`: certificates for the services
 # lifetime = "90days"              # that accept this CA's users (never issued over HTTP)
 # allow_domains = ["*.example.org"]   # names a CSR may bring with --use-csr-names

@@ -195,11 +195,12 @@ pub async fn parse(raw: RawBody) -> Result<CsrBody, ApiError> {
     match mime.as_deref() {
         Some("application/x-www-form-urlencoded") => read_form(&bytes),
         Some("application/pkcs10") => Ok(CsrBody {
-            // Some clients send PEM under this type; take both.
-            der: if bytes.starts_with(b"-----BEGIN") {
-                csr_from_text(&bytes)?
-            } else {
+            // DER; EST (RFC 7030) sends it base64-encoded, and some clients PEM:
+            // take all three.
+            der: if bytes.first() == Some(&0x30) {
                 bytes.to_vec()
+            } else {
+                csr_from_text(&bytes)?
             },
             username: None,
         }),

@@ -531,6 +531,9 @@ pub struct Config {
     /// `[admin]`: the metrics and health listener (off when absent).
     #[serde(default)]
     pub admin: AdminSection,
+    /// `[est]`: enrollment over secure transport (RFC 7030) beside the seed API.
+    #[serde(default)]
+    pub est: crate::est::EstSection,
     /// `[server_certificate]`: the policy of `onlineca cert sign`.
     #[serde(default)]
     pub server_certificate: ServerCertificateSection,
@@ -888,6 +891,14 @@ impl Config {
                 .as_ref()
                 .map(|a| a.describe())
                 .unwrap_or_else(|| "(none: issuances and admin actions are not audited)".into()),
+        );
+        line(
+            "est.enabled",
+            if self.est.enabled {
+                "yes: /.well-known/est/ (cacerts, simpleenroll, simplereenroll, csrattrs)".into()
+            } else {
+                "no".to_string()
+            },
         );
         line("tls.cert", self.tls.cert.display().to_string());
         line("tls.key", self.tls.key.display().to_string());

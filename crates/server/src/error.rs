@@ -150,6 +150,16 @@ impl ApiError {
         }
     }
 
+    /// The status EST (RFC 7030) answers with: the seed's, except that a malformed
+    /// request is 400 and an oversized one 413 (the seed answers 405 for both).
+    pub fn est_status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::KeyCompromised => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            other => other.status(),
+        }
+    }
+
     /// The response: status, one-line `text/plain` body, and the headers the status
     /// calls for. `realm` goes into `WWW-Authenticate`; `request_id` into 5xx bodies.
     pub fn to_response(&self, realm: &str, request_id: &str) -> Response {

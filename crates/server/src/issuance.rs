@@ -27,6 +27,19 @@ pub struct IssueRequest {
     pub now: OffsetDateTime,
     /// The request id, for the audit record.
     pub request_id: String,
+    /// The protocol, when not the seed API's (`est`): recorded after the method, as
+    /// in `password+est`.
+    pub via: Option<&'static str>,
+}
+
+impl IssueRequest {
+    /// The method as recorded, in the store, the audit log and the metrics.
+    fn method(&self) -> String {
+        match self.via {
+            Some(via) => format!("{}+{via}", self.principal.method.as_str()),
+            None => self.principal.method.as_str().to_string(),
+        }
+    }
 }
 
 /// Attempts at a fresh serial if the store reports a clash (2^-159 odds per pair;
@@ -47,7 +60,7 @@ pub async fn issue(state: &AppState, req: IssueRequest) -> Result<Issued, ApiErr
             serial: issued.serial_hex.clone(),
             username: req.principal.username.clone(),
             subject: issued.subject.clone(),
-            auth_method: req.principal.method.as_str().to_string(),
+            auth_method: req.method(),
             retriever: req.principal.retriever.clone(),
             spki_sha256: issued.spki_sha256.clone(),
             not_before: issued.not_before,
@@ -68,7 +81,7 @@ pub async fn issue(state: &AppState, req: IssueRequest) -> Result<Issued, ApiErr
         {
             Ok(()) => {
                 audit(state, &req, &issued).await?;
-                state.metrics.issued(req.principal.method.as_str());
+                state.metrics.issued(&req.method());
                 return Ok(issued);
             }
             Err(StoreError::DuplicateSerial(s)) => {
@@ -116,12 +129,13 @@ async fn sign(
 /// store, so the inventory shows it; the client never received it).
 async fn audit(state: &AppState, req: &IssueRequest, issued: &Issued) -> Result<(), ApiError> {
     let p = &req.principal;
+    let method = req.method();
     let event = Event::Issued {
         request_id: &req.request_id,
         serial: &issued.serial_hex,
         subject: &issued.subject,
         user: &p.username,
-        method: p.method.as_str(),
+        method: &method,
         retriever: p.retriever.as_deref(),
         renews: p.renews.as_deref(),
         spki_sha256: &issued.spki_sha256,

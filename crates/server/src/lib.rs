@@ -12,6 +12,7 @@ pub mod credential_cache;
 pub mod credentials;
 pub mod crl;
 pub mod error;
+pub mod est;
 pub mod issuance;
 pub mod ldap;
 pub mod lockout;

@@ -34,7 +34,7 @@ pub struct RequestId(pub String);
 
 /// What a handler tells the access log beyond status and timing.
 #[derive(Debug, Clone, Default)]
-struct LogFields {
+pub(crate) struct LogFields {
     user: Option<String>,
     serial: Option<String>,
     error: Option<String>,
@@ -59,6 +59,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     for path in ["crl", "crl/"] {
         r = r.route(&format!("{prefix}/{path}"), any(crate::crl::handler));
     }
+    if state.config.est.enabled {
+        r = crate::est::routes(r);
+    }
     r.fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), access_log))
         .with_state(state)
@@ -81,7 +84,6 @@ pub(crate) fn fail(
 
 async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let id = request_id(&req);
-    let now = OffsetDateTime::now_utc();
     if req.method() != Method::POST {
         let e = ApiError::MethodNotAllowed {
             method: req.method().to_string(),
@@ -89,6 +91,75 @@ async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Respon
         };
         return fail(&state, &id, None, e);
     }
+    match enroll(&state, req, &id, None, None).await {
+        Ok(issued) => {
+            let mut text = issued.issued.pem.clone();
+            text.push_str(state.ca.chain_pem());
+            let mut resp = plain(StatusCode::OK, text);
+            resp.extensions_mut().insert(issued.log);
+            resp
+        }
+        Err(refused) => refused.into_response(&state, &id, Api::Seed),
+    }
+}
+
+/// Which API answers: the seed's, or EST (RFC 7030), whose refusals use its own
+/// status for a malformed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    /// `POST {prefix}/certificate/`.
+    Seed,
+    /// `/.well-known/est/...`.
+    Est,
+}
+
+/// A certificate issued by [`enroll`], and what the access log says of it.
+pub(crate) struct Enrolled {
+    /// The certificate.
+    pub issued: onlineca_core::Issued,
+    /// The access log's fields.
+    pub(crate) log: LogFields,
+}
+
+/// A refusal from [`enroll`], with what was known of the requester.
+pub(crate) struct Refused {
+    error: ApiError,
+    log: LogFields,
+}
+
+impl Refused {
+    /// The refusal's response for `api`.
+    pub(crate) fn into_response(self, state: &AppState, id: &RequestId, api: Api) -> Response {
+        let mut resp = match api {
+            Api::Seed => fail(state, id, self.log.user.clone(), self.error),
+            Api::Est => crate::est::fail(state, id, self.log.user.clone(), self.error),
+        };
+        if let Some(f) = resp.extensions_mut().get_mut::<LogFields>() {
+            f.auth = self.log.auth;
+            f.retriever = self.log.retriever;
+        }
+        resp
+    }
+}
+
+/// The one enrollment path of both APIs: the per-address limit, the body (within
+/// its slot and limit), authentication, then the issuance pipeline. `require` names
+/// the one method a route accepts (EST's simplereenroll: renewal).
+pub(crate) async fn enroll(
+    state: &Arc<AppState>,
+    req: Request,
+    id: &RequestId,
+    require: Option<onlineca_core::AuthMethod>,
+    via: Option<&'static str>,
+) -> Result<Enrolled, Refused> {
+    let now = OffsetDateTime::now_utc();
+    let refuse = |error, user: Option<String>| Refused {
+        error,
+        log: LogFields {
+            user,
+            ..LogFields::default()
+        },
+    };
     let conn = req.extensions().get::<ConnInfo>().cloned();
     let peer = conn.as_ref().map(|c| c.peer);
     let client_certs = conn.map(|c| c.client_certs).unwrap_or_default();
@@ -100,32 +171,35 @@ async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Respon
         && let Err(wait) = limiter.take(addr.ip(), std::time::Instant::now())
     {
         body::discard(req);
-        return fail(&state, &id, None, ApiError::RateLimited(wait));
+        return Err(refuse(ApiError::RateLimited(wait), None));
     }
     let headers = req.headers().clone();
     // Bodies held at once are bounded (see `AppState::bodies`); a request waits for a
     // slot within its own timeout.
     let Ok(_slot) = state.bodies.acquire().await else {
-        return fail(
-            &state,
-            &id,
-            None,
-            ApiError::Internal("body slots closed".into()),
-        );
+        return Err(refuse(ApiError::Internal("body slots closed".into()), None));
     };
     // Read whole before any other refusal, so that none races an upload in progress.
     let raw = body::collect(req, state.config.server.max_body).await;
-    let auth = match credentials::authenticate(&state, &headers, &client_certs, raw, now).await {
-        Ok(a) => a,
-        Err(r) => return fail(&state, &id, r.user, r.error),
-    };
-    let attempted = Some(auth.principal.username.clone());
+    let auth = credentials::authenticate(state, &headers, &client_certs, raw, now)
+        .await
+        .map_err(|r| refuse(r.error, r.user))?;
     let how = LogFields {
-        user: attempted,
+        user: Some(auth.principal.username.clone()),
         auth: Some(auth.principal.method.as_str()),
         retriever: auth.principal.retriever.clone(),
         ..LogFields::default()
     };
+    if let Some(method) = require
+        && auth.principal.method != method
+    {
+        return Err(Refused {
+            error: ApiError::RenewalRefused(
+                "simplereenroll renews the certificate presented over TLS: send no password",
+            ),
+            log: how,
+        });
+    }
     let issue = IssueRequest {
         principal: auth.principal,
         csr_der: auth.body.der,
@@ -133,26 +207,17 @@ async fn certificate(State(state): State<Arc<AppState>>, req: Request) -> Respon
         lifetime_cap: auth.lifetime_cap,
         now,
         request_id: id.0.clone(),
+        via,
     };
-    match issuance::issue(&state, issue).await {
-        Ok(issued) => {
-            let mut text = issued.pem.clone();
-            text.push_str(state.ca.chain_pem());
-            let mut resp = plain(StatusCode::OK, text);
-            resp.extensions_mut().insert(LogFields {
-                serial: Some(issued.serial_hex),
+    match issuance::issue(state, issue).await {
+        Ok(issued) => Ok(Enrolled {
+            log: LogFields {
+                serial: Some(issued.serial_hex.clone()),
                 ..how
-            });
-            resp
-        }
-        Err(e) => {
-            let mut resp = fail(&state, &id, how.user.clone(), e);
-            if let Some(f) = resp.extensions_mut().get_mut::<LogFields>() {
-                f.auth = how.auth;
-                f.retriever = how.retriever;
-            }
-            resp
-        }
+            },
+            issued,
+        }),
+        Err(error) => Err(Refused { error, log: how }),
     }
 }
 
@@ -211,6 +276,9 @@ pub(crate) fn request_id(req: &Request) -> RequestId {
 /// The route a path belongs to, for the metrics: one of a few fixed names, so that
 /// scanners probing random paths cannot grow the label set.
 pub(crate) fn route_label(prefix: &str, path: &str) -> &'static str {
+    if path.starts_with(crate::est::PREFIX) {
+        return "est";
+    }
     let rest = path
         .strip_prefix(prefix.trim_end_matches('/'))
         .unwrap_or("")
@@ -288,7 +356,9 @@ async fn access_log(State(state): State<Arc<AppState>>, mut req: Request, next: 
     }
     let status = resp.status().as_u16();
     let route = route_label(&state.config.server.prefix, &path);
-    if route == "certificate" && status >= 400 {
+    let enrollment = route == "certificate"
+        || (route == "est" && (path.ends_with("enroll") || path.ends_with("enroll/")));
+    if enrollment && status >= 400 {
         audit_refusal(&state, now, &id, status, &fields, &client).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
