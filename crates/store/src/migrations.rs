@@ -219,6 +219,9 @@ const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
     description TEXT   NOT NULL,
     applied_at  BIGINT NOT NULL
 )";
+/// The migrations applied, oldest first (see `rows::applied_from_row`).
+pub(crate) const SELECT_APPLIED: &str =
+    "SELECT version, description, applied_at FROM schema_version ORDER BY version";
 /// The version recorded in `schema_version` (0 for an empty database), as `v`.
 pub(crate) const SELECT_VERSION: &str = "SELECT COALESCE(MAX(version), 0) AS v FROM schema_version";
 

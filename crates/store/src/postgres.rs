@@ -83,20 +83,13 @@ pub(crate) async fn schema_rows(
     .await
     .map_err(map_err)?;
     let rows = if exists {
-        sqlx::query("SELECT version, description, applied_at FROM schema_version ORDER BY version")
+        sqlx::query(migrations::SELECT_APPLIED)
             .fetch_all(&pool)
             .await
             .map_err(map_err)?
             .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("version")?,
-                    r.try_get("description")?,
-                    r.try_get("applied_at")?,
-                ))
-            })
-            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
-            .map_err(map_err)?
+            .map(crate::rows::applied_from_row)
+            .collect::<Result<Vec<_>>>()?
     } else {
         Vec::new()
     };

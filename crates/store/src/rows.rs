@@ -168,3 +168,18 @@ where
         latest: get(row, "latest")?,
     })
 }
+
+/// Reads one applied migration: (version, description, applied_at in Unix seconds).
+pub(crate) fn applied_from_row<'r, R>(row: &'r R) -> Result<(i64, String, i64)>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok((
+        get(row, "version")?,
+        get(row, "description")?,
+        get(row, "applied_at")?,
+    ))
+}
