@@ -109,31 +109,33 @@ fn pkcs7(ders: &[&[u8]], smime_type: &'static str) -> Result<Response, ApiError>
     Ok(resp)
 }
 
-/// `GET cacerts`: the issuing CA, the certificates above it and the retired issuing
-/// CAs still covering certificates: what a client needs to verify what it gets.
+/// The certificates `cacerts` answers with: the issuing CA, the certificates above
+/// it (the `[ca] chain` file, read at start-up) and the retired issuing CAs.
+pub fn ca_certificates(
+    ca: &onlineca_core::IssuingCa,
+    chain_pem: &str,
+    retired: &[onlineca_core::IssuingCa],
+) -> Vec<Vec<u8>> {
+    let above = onlineca_core::issuer::pem_certificates(chain_pem).unwrap_or_default();
+    let mut all: Vec<Vec<u8>> = vec![ca.cert_der().to_vec()];
+    for d in above
+        .into_iter()
+        .chain(retired.iter().map(|r| r.cert_der().to_vec()))
+    {
+        if !all.contains(&d) {
+            all.push(d);
+        }
+    }
+    all
+}
+
+/// `GET cacerts`: what a client needs to verify what it gets.
 async fn cacerts(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let id = request_id(&req);
     if let Some(r) = method_not_allowed(&state, &id, &req, "GET") {
         return r;
     }
-    let chain = onlineca_core::issuer::pem_certificates(state.ca.chain_pem()).unwrap_or_default();
-    let root = state
-        .config
-        .ca
-        .chain
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| onlineca_core::issuer::pem_certificates(&t).ok())
-        .unwrap_or_default();
-    let mut all: Vec<&[u8]> = vec![state.ca.cert_der()];
-    for d in chain.iter().chain(root.iter()) {
-        if !all.contains(&d.as_slice()) {
-            all.push(d);
-        }
-    }
-    for r in &state.retired {
-        all.push(r.cert_der());
-    }
+    let all: Vec<&[u8]> = state.est_cacerts.iter().map(Vec::as_slice).collect();
     match pkcs7(&all, "application/pkcs7-mime") {
         Ok(r) => r,
         Err(e) => fail(&state, &id, None, e),

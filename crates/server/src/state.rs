@@ -119,6 +119,8 @@ pub struct AppState {
     /// Issuing CAs replaced by a rotation (`[[ca.retired]]`): they sign only their
     /// own CRLs.
     pub retired: Vec<IssuingCa>,
+    /// The certificates EST's `cacerts` answers with (DER), gathered at start-up.
+    pub est_cacerts: Vec<Vec<u8>>,
     /// The certificate profile.
     pub profile: Profile,
     /// Users and issued certificates.
@@ -298,6 +300,7 @@ impl AppState {
                 retired.iter().map(|r| r.cert_der().to_vec()).collect(),
             )
             .map_err(StartError::Invalid)?,
+            est_cacerts: crate::est::ca_certificates(&ca, &chain_pem, &retired),
             retired,
             bodies: tokio::sync::Semaphore::new(BODIES_IN_FLIGHT),
             config,
