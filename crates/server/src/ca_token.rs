@@ -102,26 +102,11 @@ fn ca_error(path: &Path, error: IssuerError) -> StartError {
 
 /// The PIN unlocks the key: the same rule as for a key file.
 fn check_pin_permissions(path: &Path, allow: bool) -> Result<(), StartError> {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        // Pin::from_file names a file it cannot read.
-        return Ok(());
-    };
-    let mode = meta.permissions().mode() & 0o7777;
-    if !meta.is_file() || mode & 0o077 == 0 {
-        return Ok(());
+    match crate::state::exposed_mode(path, allow, "the token's PIN file") {
+        Some(mode) => Err(StartError::Token(CaTokenError::PinPermissions {
+            path: path.to_path_buf(),
+            mode,
+        })),
+        None => Ok(()),
     }
-    if allow {
-        tracing::warn!(
-            path = %path.display(),
-            mode = format!("{mode:04o}"),
-            "the token's PIN file can be read or changed by users other than its owner; \
-             allowed by [ca] allow_insecure_key_permissions"
-        );
-        return Ok(());
-    }
-    Err(StartError::Token(CaTokenError::PinPermissions {
-        path: path.to_path_buf(),
-        mode,
-    }))
 }

@@ -147,31 +147,39 @@ pub struct AppState {
 /// whatever the number of connections and streams.
 pub const BODIES_IN_FLIGHT: usize = 256;
 
-/// Checks that only its owner may use the CA key file at `path`: a key others can
-/// read lets them issue certificates. Allowed anyway with `allow`, loudly. A file
-/// that cannot be inspected is left to the read that follows, which names it.
-fn check_key_permissions(path: &std::path::Path, allow: bool) -> Result<(), StartError> {
+/// The permission bits of the file at `path` when users other than its owner may
+/// read or change it and `allow` does not accept that (accepted: logged loudly,
+/// naming `what`). A file that cannot be inspected is left to the read that
+/// follows, which names it.
+pub(crate) fn exposed_mode(path: &std::path::Path, allow: bool, what: &str) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(());
-    };
+    let meta = std::fs::metadata(path).ok()?;
     let mode = meta.permissions().mode() & 0o7777;
     if !meta.is_file() || mode & 0o077 == 0 {
-        return Ok(());
+        return None;
     }
     if allow {
         tracing::warn!(
             path = %path.display(),
             mode = format!("{mode:04o}"),
-            "the CA key can be read or changed by users other than its owner; \
+            "{what} can be read or changed by users other than its owner; \
              allowed by [ca] allow_insecure_key_permissions"
         );
-        return Ok(());
+        return None;
     }
-    Err(StartError::KeyPermissions {
-        path: path.to_path_buf(),
-        mode,
-    })
+    Some(mode)
+}
+
+/// Checks that only its owner may use the CA key file at `path`: a key others can
+/// read lets them issue certificates.
+fn check_key_permissions(path: &std::path::Path, allow: bool) -> Result<(), StartError> {
+    match exposed_mode(path, allow, "the CA key") {
+        Some(mode) => Err(StartError::KeyPermissions {
+            path: path.to_path_buf(),
+            mode,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The PEM of the certificates above the issuing CA (`[ca] chain`), or nothing.
