@@ -62,7 +62,7 @@ impl Passphrase {
 
 /// Whether `pem` holds an encrypted PKCS#8 key.
 pub fn is_encrypted(pem: &str) -> bool {
-    pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    pem.contains(&format!("-----BEGIN {ENCRYPTED_LABEL}-----"))
 }
 
 /// The key in `pem`, decrypted with `passphrase` when it is encrypted.
@@ -125,7 +125,7 @@ mod tests {
     fn a_key_survives_encryption_and_only_its_passphrase_opens_it() {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let pem = encrypt(&key, &pass("correct horse\n")).unwrap();
-        assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
+        assert!(pem.starts_with(&format!("-----BEGIN {ENCRYPTED_LABEL}-----\n")));
         assert!(is_encrypted(&pem));
         let back = load(&pem, Some(&pass("correct horse"))).unwrap();
         use rcgen::PublicKeyData;
